@@ -1,0 +1,1 @@
+"""The `revicom-dispatch` command line."""

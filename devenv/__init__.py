@@ -1,0 +1,1 @@
+"""Local development plumbing: find or start the services a local run needs."""

@@ -1,0 +1,31 @@
+"""What the dispatcher needs to know of each channel besides its message model.
+
+Adding a channel (VK, say) is a model in `tasks/contract/` plus one line here and its two
+batching settings in `config/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MESSAGE_ENDPOINT = "/api/v1/message"
+CONVERSION_ENDPOINT = "/api/v1/flashcall-conversion"
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    endpoint: str
+    otp: bool  # one-time codes: their own Celery queue, short linger
+
+
+CHANNELS: dict[str, Channel] = {
+    c.name: c
+    for c in (
+        Channel("SMS", MESSAGE_ENDPOINT, otp=False),
+        Channel("WHATSAPP", MESSAGE_ENDPOINT, otp=False),
+        Channel("FLASHCALL", MESSAGE_ENDPOINT, otp=True),
+        Channel("VOICECODE", MESSAGE_ENDPOINT, otp=True),
+        Channel("FLASHCALL_CONVERSION", CONVERSION_ENDPOINT, otp=True),
+    )
+}

@@ -1,0 +1,72 @@
+"""The message union: any API object a job can carry, told apart by its channel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Tag, TypeAdapter
+
+from tasks.contract.base import ApiObject
+from tasks.contract.context import ContractContext
+from tasks.contract.conversion import FlashcallConversion
+from tasks.contract.flashcall import FlashcallMessage
+from tasks.contract.sms import SmsMessage
+from tasks.contract.voicecode import VoicecodeMessage
+from tasks.contract.whatsapp import WhatsappMessage
+
+CHANNEL_MODELS: dict[str, type[ApiObject]] = {
+    model.channel: model
+    for model in (
+        SmsMessage,
+        FlashcallMessage,
+        VoicecodeMessage,
+        WhatsappMessage,
+        FlashcallConversion,
+    )
+}
+CONVERSION_FIELDS = ("messageUuid", "result")
+
+
+def _channel(value: Any) -> str | None:
+    """A conversion report has no channelType: it is recognised by its own required fields."""
+    if isinstance(value, dict):
+        if "channelType" in value:
+            kind = value["channelType"]
+        elif all(f in value for f in CONVERSION_FIELDS):
+            kind = FlashcallConversion.channel
+        else:
+            return None
+    else:
+        kind = getattr(value, "channel", None)
+    return f"channelType={kind}" if kind in CHANNEL_MODELS else None
+
+
+Message = Annotated[
+    Annotated[SmsMessage, Tag("channelType=SMS")]
+    | Annotated[FlashcallMessage, Tag("channelType=FLASHCALL")]
+    | Annotated[VoicecodeMessage, Tag("channelType=VOICECODE")]
+    | Annotated[WhatsappMessage, Tag("channelType=WHATSAPP")]
+    | Annotated[FlashcallConversion, Tag("channelType=FLASHCALL_CONVERSION")],
+    Discriminator(
+        _channel,
+        custom_error_type="channel",
+        custom_error_context={"field": "channelType"},
+        custom_error_message="must be one of SMS, FLASHCALL, VOICECODE, WHATSAPP "
+        "(or the object must be a FLASHCALL conversion report with messageUuid and result)",
+    ),
+]
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def parse_message(data: Any, context: ContractContext | None = None) -> Message:
+    """Validate one API object (a dict) against its channel's rules."""
+    return MESSAGE_ADAPTER.validate_python(data, context=context)
+
+
+def channel_of(message: Message) -> str:
+    return message.channel
+
+
+def to_api_json(message: ApiObject) -> dict[str, Any]:
+    """The object exactly as the API takes it: its field names, unset optionals left out."""
+    return message.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,122 @@
+"""A job (what upstream apps enqueue) and its outcome (what they read back)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.contract import ContractContext, FieldError, Message, field_errors
+from tasks.contract.fields import documented, rule_error
+
+_JOB_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _check_job_id(value: str) -> str:
+    # Visible ASCII only, so a jobId reads the same in logs, Redis keys and every language.
+    if not _JOB_ID.fullmatch(value):
+        raise rule_error("job_id", "must be 1 to 128 visible ASCII characters (no spaces)")
+    return value
+
+
+JobId = Annotated[str, AfterValidator(_check_job_id), documented(pattern=f"^{_JOB_ID.pattern}$")]
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Job(BaseModel):
+    """One message to send. `jobId` is the idempotency key: a jobId is sent at most once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jobId: JobId = Field(
+        default_factory=new_job_id,
+        description="Caller-chosen idempotency key (1-128 visible ASCII characters); a UUID is "
+        "generated when absent.",
+    )
+    message: Message
+
+    @property
+    def channel(self) -> str:
+        return self.message.channel
+
+    def to_wire(self) -> str:
+        """The stream entry's `job` field."""
+        return self.model_dump_json(exclude_none=True)
+
+
+class InvalidJobError(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(map(str, errors)))
+        self.errors = errors
+
+
+def parse_job(data: Any, context: ContractContext | None = None) -> Job:
+    """Either `{"jobId": ..., "message": {...}}` or a bare message object."""
+    if not isinstance(data, dict):
+        raise InvalidJobError([FieldError("", "must be a JSON object")])
+    payload = data if "message" in data else {"message": data}
+    try:
+        return Job.model_validate(payload, context=context)
+    except ValidationError as error:
+        errors = field_errors(error)
+        if payload is not data:  # a bare message: paths are relative to it
+            errors = [FieldError(_relative(e.path), e.rule) for e in errors]
+        raise InvalidJobError(errors) from None
+
+
+def _relative(path: str) -> str:
+    return path.removeprefix("message").lstrip(".")
+
+
+class ApiError(BaseModel):
+    """The API's `error` object, or one of ours in the same shape."""
+
+    code: int
+    msg: str
+
+
+OutcomeStatus = Literal["accepted", "rejected", "failed"]
+
+
+class Outcome(BaseModel):
+    """Exactly one per job, published to `{prefix}:results`.
+
+    accepted: the API created the message (`messageUuid`). rejected: it never will be sent as
+    it is (invalid job, 422, 401/403, per-item refusal). failed: retries ran out; the job is in
+    the dead-letter stream for replay.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    jobId: str
+    status: OutcomeStatus
+    channelType: str | None = Field(description="The job's channel; null if unreadable.")
+    destination: str | None = None
+    messageUuid: str | None = Field(None, description="Set when accepted.")
+    code: int | None = Field(None, description="The API's per-item or error code.")
+    error: ApiError | None = None
+    httpStatus: int | None = Field(None, description="Of the last API response; null if none.")
+    attempts: int = Field(0, ge=0, description="HTTP requests that carried this job.")
+    externalMessageId: str | None = None
+    finishedAt: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_wire(self) -> str:
+        """The results entry's `outcome` field."""
+        return self.model_dump_json()
+
+
+__all__ = [
+    "ApiError",
+    "InvalidJobError",
+    "Job",
+    "Outcome",
+    "OutcomeStatus",
+    "new_job_id",
+    "parse_job",
+]

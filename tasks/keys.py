@@ -1,0 +1,34 @@
+"""Every Redis key and name the project uses, all under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CONSUMER_GROUP = "dispatch"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def jobs(self, channel: str) -> str:
+        """One stream per channel; entries carry the field `job` (a Job as JSON)."""
+        return f"{self.prefix}:jobs:{channel}"
+
+    @property
+    def results(self) -> str:
+        """Outcomes, field `outcome` (an Outcome as JSON)."""
+        return f"{self.prefix}:results"
+
+    @property
+    def dead(self) -> str:
+        """Jobs whose retries ran out, kept for replay."""
+        return f"{self.prefix}:dead"
+
+    def ledger(self, job_id: str) -> str:
+        return f"{self.prefix}:ledger:{job_id}"
+
+    @property
+    def celery(self) -> str:
+        """Prefix of the Celery broker's own keys, so they share the namespace."""
+        return f"{self.prefix}:celery:"

@@ -1,0 +1,37 @@
+"""Fixtures shared by the suite: a real Redis, and a key prefix per test so runs never collide."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from devenv.redis_server import ensure_redis
+from tasks.keys import Keys
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL if it answers, else a redis-server started for this session."""
+    with ensure_redis(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def keys(redis_client: redis.Redis) -> Iterator[Keys]:
+    """A fresh prefix; every key under it is deleted after the test."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield Keys(prefix)
+    stale = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+    if stale:
+        redis_client.delete(*stale)
