@@ -1,0 +1,1 @@
+"""Everything that runs inside a worker pod: the Celery app, the batcher, the sender."""
