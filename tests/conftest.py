@@ -6,9 +6,11 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
+from devenv.processes import sandbox_process
 from devenv.redis_server import ensure_redis
 from tasks.keys import Keys
 
@@ -35,3 +37,23 @@ def keys(redis_client: redis.Redis) -> Iterator[Keys]:
     stale = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
     if stale:
         redis_client.delete(*stale)
+
+
+SANDBOX_TOKEN = "test-token-1"
+OTHER_TYPE_TOKEN = "test-token-2"
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """One real sandbox process (uvicorn on 127.0.0.1) for the session."""
+    args = ["--token", SANDBOX_TOKEN, "--other-token", OTHER_TYPE_TOKEN, "--seed", "7"]
+    with sandbox_process(args) as url:
+        yield url
+
+
+@pytest.fixture
+def sandbox(sandbox_url: str) -> Iterator[httpx.Client]:
+    """A client of the session's sandbox, reset to no faults, nothing received, real clock."""
+    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
+        client.post("/_sandbox/reset").raise_for_status()
+        yield client

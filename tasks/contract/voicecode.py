@@ -13,7 +13,9 @@ from tasks.contract.fields import documented, rule_error
 # (1 2 3 4) or separated by one special character (1-2-3-4). The page's own example ends
 # without the period; a real server plainly accepts the vendor's example, so the final period
 # is optional here.
-TEMPLATE = re.compile(r"Код авторизации от (?P<brand>\S(?:.*\S)?): (?P<code>\d(?:[^\w\n]?\d)*)\.?")
+TEMPLATE = re.compile(
+    r"Код авторизации от (?P<brand>\S(?:.*\S)?): (?P<code>[0-9](?:(?:[^\w\n]|_)?[0-9])*)\.?"
+)
 
 
 def _check_template(value: str) -> str:

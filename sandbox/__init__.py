@@ -1,0 +1,1 @@
+"""A local Revicom Direct API, faithful to `shared/revicom-api/`, with faults on demand."""

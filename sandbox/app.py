@@ -1,0 +1,249 @@
+"""The sandbox as an ASGI app: the two API endpoints, and `/_sandbox/` controls.
+
+Starlette rather than FastAPI: the API's bodies are validated by the sandbox's own rules
+(`sandbox.rules`), so a model layer would only cost time on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sandbox.auth import Credentials
+from sandbox.faults import FaultPlan, Faults
+from sandbox.recorder import Recorder
+from sandbox.rules import TIME_FORMAT, ApiError, Validator, invalid
+
+MESSAGE_PATH = "/api/v1/message"
+CONVERSION_PATH = "/api/v1/flashcall-conversion"
+MAX_OBJECTS = 1000
+# The text a proxy in front of the API answers for a status of its own.
+STATUS_TEXT = {
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
+
+
+class DroppedConnection(Exception):  # noqa: N818 - what happened, not an error of the app
+    """Raised after the response started: the server closes the socket mid-answer."""
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_response(status: int, code: int, msg: str) -> Response:
+    return json_response(status, {"error": {"code": code, "msg": msg}})
+
+
+class Sandbox:
+    """All state of one sandbox process."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        faults: Faults | None = None,
+        flashcall_max_digits: int = 4,
+        seed: int | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.plan = FaultPlan(faults, seed)
+        self.recorder = Recorder()
+        self.flashcall_max_digits = flashcall_max_digits
+        self.frozen_now: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.frozen_now or datetime.now(UTC).replace(tzinfo=None)
+
+    async def api(self, request: Request) -> Response:
+        index = self.recorder.next_request()
+        body = await request.body()
+        return await self._answer(
+            request.url.path, request.headers.get("authorization"), body, index
+        )
+
+    async def _answer(
+        self, path: str, authorization: str | None, body: bytes, index: int
+    ) -> Response:
+        plan = self.plan
+        if plan.faults.latencyMs:
+            await asyncio.sleep(plan.faults.latencyMs / 1000)
+        if plan.take_drop():
+            self.recorder.count("dropped")
+            return _DropResponse()
+        if plan.take_hang():
+            self.recorder.count("hung")
+            await asyncio.Event().wait()
+        fault = plan.take_status()
+        if fault is not None:
+            return self._counted(_fault_response(fault.status, fault.retryAfter))
+        schemes = ("Basic",) if path == MESSAGE_PATH else ("Basic", "Bearer")
+        auth_error = self.credentials.check(authorization, schemes)
+        if auth_error is not None:
+            return self._counted(error_response(*auth_error))
+        return self._counted(self._create(path, body, index))
+
+    def _counted(self, response: Response) -> Response:
+        self.recorder.count(str(response.status_code))
+        return response
+
+    def _create(self, path: str, body: bytes, index: int) -> Response:
+        try:
+            objects = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return error_response(422, *invalid("request body"))
+        if not isinstance(objects, list) or not objects:
+            return error_response(422, *invalid("request body"))
+        channels = {o.get("channelType", "?") if isinstance(o, dict) else "?" for o in objects}
+        self.recorder.sized(objects, channels if path == MESSAGE_PATH else {"CONVERSION"})
+        if len(objects) > MAX_OBJECTS:
+            return error_response(422, 4220, "Max count of messages is 1000")
+        error = self._first_error(path, objects)
+        if error is not None:
+            return error_response(503 if error[0] == 5030 else 422, *error)
+        return self._created(path, objects, index)
+
+    def _first_error(self, path: str, objects: list[Any]) -> ApiError | None:
+        validator = Validator(self.now(), self.flashcall_max_digits)
+        check = validator.message if path == MESSAGE_PATH else validator.conversion
+        for obj in objects:
+            error = check(obj) or self._injected_error(path, obj)
+            if error is not None:
+                return error
+        return None
+
+    def _injected_error(self, path: str, obj: dict[str, Any]) -> ApiError | None:
+        if path != MESSAGE_PATH:
+            return None
+        plan = self.plan
+        if plan.reject_destination and plan.reject_destination.search(obj["destination"]):
+            return (4220, "Invalid msisdn")
+        if plan.reject_sender and plan.reject_sender.search(obj["senderName"]):
+            return (4220, f"No active sender name: ({obj['channelType']}, {obj['senderName']})")
+        if plan.faults.shortenerDown and obj.get("shortUrl") is True:
+            return (5030, "Url shortener is unavailable")
+        return None
+
+    def _created(self, path: str, objects: list[Any], index: int) -> Response:
+        items: list[dict[str, Any]] = []
+        created_uuids: list[str] = []
+        created: list[Any] = []
+        item_codes = self.plan.item_codes if path == MESSAGE_PATH else []
+        for obj in objects:
+            code = next((c for rx, c in item_codes if rx.search(obj["destination"])), 201)
+            if code == 201:
+                message_uuid = str(uuid.uuid4())
+                items.append({"messageUuid": message_uuid, "code": 201})
+                created_uuids.append(message_uuid)
+                created.append(obj)
+            else:
+                items.append({"code": code})
+        self.recorder.record(index, path, created_uuids, created)
+        return json_response(200, {"errors": len(created) != len(objects), "items": items})
+
+    # -- controls ----------------------------------------------------------------------------
+
+    async def received(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.recorder.clear_received()
+            return Response(status_code=204)
+        offset = int(request.query_params.get("offset", 0))
+        limit = request.query_params.get("limit")
+        page = self.recorder.received_page(offset, None if limit is None else int(limit))
+        return json_response(200, page)
+
+    async def stats(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.recorder.clear_stats()
+            return Response(status_code=204)
+        return json_response(200, self.recorder.stats())
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                self.plan.set(Faults.model_validate_json(await request.body()))
+            except ValidationError as error:
+                return json_response(
+                    400, {"errors": error.errors(include_url=False, include_context=False)}
+                )
+        elif request.method == "DELETE":
+            self.plan.set(Faults())
+        return json_response(200, self.plan.faults.model_dump(mode="json"))
+
+    async def clock(self, request: Request) -> Response:
+        """Freeze `now` (`{"now": "YYYY-MM-DD hh:mm:ss"}`, UTC) so time windows are testable."""
+        if request.method == "PUT":
+            try:
+                text = orjson.loads(await request.body())["now"]
+                self.frozen_now = datetime.strptime(text, TIME_FORMAT)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                return PlainTextResponse('expected {"now": "YYYY-MM-DD hh:mm:ss"}', 400)
+        elif request.method == "DELETE":
+            self.frozen_now = None
+        return json_response(
+            200, {"now": self.now().strftime(TIME_FORMAT), "frozen": self.frozen_now is not None}
+        )
+
+    async def reset(self, request: Request) -> Response:
+        self.recorder = Recorder()
+        self.plan.set(Faults())
+        self.frozen_now = None
+        return Response(status_code=204)
+
+
+async def ping(request: Request) -> Response:
+    return PlainTextResponse("PONG")
+
+
+class _DropResponse(Response):
+    """Starts an answer, then fails: uvicorn closes the connection with the body unsent."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000")],
+            }
+        )
+        raise DroppedConnection
+
+
+def _fault_response(status: int, retry_after: int | None) -> Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if status == 503:
+        return json_response(
+            503, {"error": {"code": 5030, "msg": "Url shortener is unavailable"}}, headers
+        )
+    return PlainTextResponse(STATUS_TEXT[status], status, headers)
+
+
+def create_app(sandbox: Sandbox) -> Starlette:
+    routes = [
+        Route(MESSAGE_PATH, sandbox.api, methods=["POST"]),
+        Route(CONVERSION_PATH, sandbox.api, methods=["POST"]),
+        Route("/api/v1/ping", ping, methods=["GET"]),
+        Route("/_sandbox/received", sandbox.received, methods=["GET", "DELETE"]),
+        Route("/_sandbox/stats", sandbox.stats, methods=["GET", "DELETE"]),
+        Route("/_sandbox/faults", sandbox.faults, methods=["GET", "PUT", "DELETE"]),
+        Route("/_sandbox/clock", sandbox.clock, methods=["GET", "PUT", "DELETE"]),
+        Route("/_sandbox/reset", sandbox.reset, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app
