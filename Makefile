@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint format schemas clean
+.PHONY: install test lint format schemas sandbox bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ format: install
 # Regenerate the published JSON Schemas of the job and outcome formats.
 schemas: install
 	$(PY) -m tasks.schemas schemas
+
+# A local Revicom Direct API on 127.0.0.1:8080 (token: sandbox-token); Ctrl-C stops it.
+sandbox: install
+	$(VENV)/bin/revicom-dispatch sandbox
+
+# Benchmarks: figures, not tests. Results are also written to bench-results/*.json.
+bench: install
+	$(PY) -m bench.sandbox_throughput
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    pid: int
 
 
 def free_port() -> int:
@@ -38,14 +46,16 @@ def sandbox_process(
     port: int | None = None,
     log: Path | None = None,
     timeout_s: float = 20.0,
-) -> Iterator[str]:
-    """Run `revicom-dispatch sandbox` on 127.0.0.1; yield its base URL."""
+    cpus: set[int] | None = None,
+) -> Iterator[RunningServer]:
+    """Run `revicom-dispatch sandbox` on 127.0.0.1, pinned to `cpus` if given."""
     port = port or free_port()
     sink = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [SCRIPT, "sandbox", "--host", "127.0.0.1", "--port", str(port), *args],
         stdout=sink,
         stderr=sink,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +71,7 @@ def sandbox_process(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the sandbox did not answer on {url}")
             time.sleep(0.05)
-        yield url
+        yield RunningServer(url, process.pid)
     finally:
         stop(process)
         if log:

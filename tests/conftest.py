@@ -47,8 +47,8 @@ OTHER_TYPE_TOKEN = "test-token-2"
 def sandbox_url() -> Iterator[str]:
     """One real sandbox process (uvicorn on 127.0.0.1) for the session."""
     args = ["--token", SANDBOX_TOKEN, "--other-token", OTHER_TYPE_TOKEN, "--seed", "7"]
-    with sandbox_process(args) as url:
-        yield url
+    with sandbox_process(args) as server:
+        yield server.url
 
 
 @pytest.fixture

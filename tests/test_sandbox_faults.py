@@ -116,7 +116,7 @@ def test_bad_fault_settings_are_refused(sandbox: httpx.Client, faults: dict[str,
 
 def test_faults_from_the_command_line() -> None:
     args = ["--token", "t", "--faults", '{"status": {"status": 503, "next": 1}}']
-    with sandbox_process(args) as url, httpx.Client(base_url=url) as client:
+    with sandbox_process(args) as server, httpx.Client(base_url=server.url) as client:
         headers = {"Authorization": "Basic t"}
         assert client.post("/api/v1/message", json=ONE_SMS, headers=headers).status_code == 503
         assert client.post("/api/v1/message", json=ONE_SMS, headers=headers).status_code == 200
@@ -124,7 +124,7 @@ def test_faults_from_the_command_line() -> None:
 
 def test_longer_flashcall_codes_from_the_command_line() -> None:
     args = ["--token", "t", "--flashcall-max-digits", "6"]
-    with sandbox_process(args) as url, httpx.Client(base_url=url) as client:
+    with sandbox_process(args) as server, httpx.Client(base_url=server.url) as client:
         body = [variant("FLASHCALL", content="123456")]
         response = client.post("/api/v1/message", json=body, headers={"Authorization": "Basic t"})
         assert response.status_code == 200
