@@ -50,6 +50,68 @@ class Settings(BaseSettings):
         "enabled longer codes for the account.",
     )
 
+    # Sending.
+    send_timeout_s: float = Field(
+        70.0, gt=0, le=600, description="Read timeout of one API request (the docs advise 70 s)."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, le=60, description="TCP/TLS connect timeout.")
+    retry_max_attempts: int = Field(
+        5, ge=1, le=50, description="Attempts per request for 5xx, 429 and network errors."
+    )
+    retry_max_seconds: float = Field(
+        60.0, gt=0, le=3600, description="No new attempt starts after this long (per request)."
+    )
+    retry_backoff_ms: int = Field(
+        500, ge=1, le=60_000, description="First retry delay; doubles per attempt, with jitter."
+    )
+    retry_backoff_max_ms: int = Field(
+        10_000, ge=1, le=600_000, description="Longest retry delay (Retry-After may ask more)."
+    )
+
+    # Reliability.
+    reclaim_idle_ms: int = Field(
+        20_000,
+        ge=1000,
+        le=3_600_000,
+        description="A job read by a worker that died is taken over after this idle time.",
+    )
+    owner_lease_ms: int = Field(
+        10_000,
+        ge=500,
+        le=600_000,
+        description="A sending batch's liveness lease, renewed every third of it; a crashed "
+        "worker's jobs may be sent again once it lapses.",
+    )
+    ledger_ttl_s: int = Field(
+        172_800,
+        ge=86_400,
+        description="How long a jobId's final outcome is remembered (>= the API's longest ttl).",
+    )
+    max_job_bytes: int = Field(
+        65_536, ge=1024, description="Larger stream entries are rejected as malformed."
+    )
+    max_queued_batches: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Per queue: the batcher stops reading while this many batches wait.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM, time allowed to send what was read."
+    )
+    otp_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Worker processes kept for OTP batches (`revicom-dispatch worker`).",
+    )
+    bulk_concurrency: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Worker processes for bulk batches (`revicom-dispatch worker`).",
+    )
+
     # Batching per channel. OTP channels get a short linger so a code never waits for company;
     # bulk channels wait longer to fill 1,000-message requests.
     sms_batch_size: int = Field(1000, ge=1, le=1000, description="SMS jobs per request.")

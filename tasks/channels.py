@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+OTP_QUEUE = "otp"
+BULK_QUEUE = "bulk"
 MESSAGE_ENDPOINT = "/api/v1/message"
 CONVERSION_ENDPOINT = "/api/v1/flashcall-conversion"
 
@@ -17,6 +19,11 @@ class Channel:
     name: str
     endpoint: str
     otp: bool  # one-time codes: their own Celery queue, short linger
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of its batches: a bulk campaign never delays a code."""
+        return OTP_QUEUE if self.otp else BULK_QUEUE
 
 
 CHANNELS: dict[str, Channel] = {

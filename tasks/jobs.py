@@ -75,9 +75,9 @@ def _relative(path: str) -> str:
 
 
 class ApiError(BaseModel):
-    """The API's `error` object, or one of ours in the same shape."""
+    """The API's `error` object; `code` is null for errors of ours (invalid job, network)."""
 
-    code: int
+    code: int | None
     msg: str
 
 

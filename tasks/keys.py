@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONSUMER_GROUP = "dispatch"
+JOB_FIELD = "job"
+OUTCOME_FIELD = "outcome"
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,13 @@ class Keys:
         return f"{self.prefix}:dead"
 
     def ledger(self, job_id: str) -> str:
+        """A jobId's state: `inflight:{owner}`, then its final status (see worker/ledger.py)."""
         return f"{self.prefix}:ledger:{job_id}"
+
+    @property
+    def owner_prefix(self) -> str:
+        """`{owner_prefix}{owner}` lives while the batch `owner` is being sent."""
+        return f"{self.prefix}:owner:"
 
     @property
     def celery(self) -> str:

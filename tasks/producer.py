@@ -14,9 +14,7 @@ import redis
 
 from tasks.contract import ContractContext, FieldError
 from tasks.jobs import InvalidJobError, Job, parse_job
-from tasks.keys import Keys
-
-JOB_FIELD = "job"
+from tasks.keys import JOB_FIELD, Keys
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import redis
 
 from tasks.contract import ContractContext
 from tasks.jobs import InvalidJobError, Job, parse_job
-from tasks.keys import CONSUMER_GROUP, Keys
-from tasks.producer import JOB_FIELD, Enqueued, Producer, Refused
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys
+from tasks.producer import Enqueued, Producer, Refused
 from tests.contract_cases import BASE, NOW, variant
 
 

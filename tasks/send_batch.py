@@ -1,0 +1,30 @@
+"""The Celery task: one batch of one channel's jobs, run by whichever pod takes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.app import app
+from worker.batch import StreamEntry, process_batch
+from worker.resources import Resources
+
+SEND_BATCH = "revicom.send_batch"
+
+
+@app.task(name=SEND_BATCH)
+def send_batch(channel: str, entries: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """`entries` are (stream entry id, the entry's `job` field) in stream order."""
+    report = process_batch(
+        Resources.current(), channel, [StreamEntry(entry_id, raw) for entry_id, raw in entries]
+    )
+    return {
+        "channel": channel,
+        "size": report.size,
+        "accepted": report.accepted,
+        "rejected": report.rejected,
+        "failed": report.failed,
+        "requests": report.requests,
+        "splits": report.splits,
+        "busy": report.busy,
+        "duplicates": report.finished_before,
+    }

@@ -1,0 +1,47 @@
+"""What a worker process holds for its whole life: settings, Redis, the ledger, the API client.
+
+Created lazily and per process id, so each prefork child gets its own connections after the
+fork (sockets and threads do not survive one).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+import redis
+
+from config import Settings, get_settings
+from tasks.keys import Keys
+from worker.api_client import ApiClient
+from worker.ledger import Ledger
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    keys: Keys
+    redis: redis.Redis
+    ledger: Ledger
+    api: ApiClient
+
+    _current: ClassVar[tuple[int, Resources] | None] = None
+
+    @classmethod
+    def current(cls) -> Resources:
+        if cls._current is None or cls._current[0] != os.getpid():
+            cls._current = (os.getpid(), cls.create(get_settings()))
+        return cls._current[1]
+
+    @classmethod
+    def create(cls, settings: Settings) -> Resources:
+        keys = Keys(settings.dispatch_key_prefix)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=30,
+        )
+        ledger = Ledger(client, keys, settings.ledger_ttl_s, settings.owner_lease_ms)
+        return cls(settings, keys, client, ledger, ApiClient(settings))
