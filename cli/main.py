@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import jobs, sandbox
+from cli import jobs, results, sandbox, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -12,3 +12,7 @@ app = typer.Typer(
 app.command()(jobs.validate)
 app.command()(jobs.enqueue)
 app.command()(sandbox.sandbox)
+app.command()(results.results)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    worker.worker
+)

@@ -1,0 +1,61 @@
+"""Fixtures for end-to-end runs: a worker factory bound to this test's prefix and sandbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tasks.contract import ContractContext
+from tasks.keys import Keys
+from tasks.producer import Producer
+from tests.conftest import SANDBOX_TOKEN
+from tests.e2e.harness import FAST, WorkerProcess
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def worker_env(redis_url: str, keys: Keys, sandbox_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DISPATCH_KEY_PREFIX": keys.prefix,
+        "REVICOM_API_URL": sandbox_url,
+        "REVICOM_API_TOKEN": SANDBOX_TOKEN,
+        **FAST,
+    }
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path, sandbox: httpx.Client
+) -> Iterator[StartWorker]:
+    started: list[WorkerProcess] = []
+
+    def start(
+        name: str = "w1",
+        concurrency: int = 2,
+        queues: str | None = None,
+        pod: bool = False,
+        **settings: str,
+    ) -> WorkerProcess:
+        env = {**worker_env, **settings}
+        worker = WorkerProcess(
+            env, tmp_path / f"{name}.log", name, concurrency=concurrency, queues=queues, pod=pod
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def producer(redis_client: redis.Redis, keys: Keys) -> Producer:
+    return Producer(redis_client, keys, context=ContractContext())
