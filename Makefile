@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint format schemas sandbox bench clean
+.PHONY: install test lint format schemas sandbox worker bench clean
 
 install: $(STAMP)
 
@@ -35,9 +35,14 @@ schemas: install
 sandbox: install
 	$(VENV)/bin/revicom-dispatch sandbox
 
+# One worker pod (an OTP node and a bulk node) with the settings from the environment.
+worker: install
+	$(VENV)/bin/revicom-dispatch worker --loglevel INFO
+
 # Benchmarks: figures, not tests. Results are also written to bench-results/*.json.
 bench: install
 	$(PY) -m bench.sandbox_throughput
+	$(PY) -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

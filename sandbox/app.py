@@ -7,6 +7,7 @@ Starlette rather than FastAPI: the API's bodies are validated by the sandbox's o
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -68,14 +69,15 @@ class Sandbox:
         return self.frozen_now or datetime.now(UTC).replace(tzinfo=None)
 
     async def api(self, request: Request) -> Response:
+        arrived = time.time()
         index = self.recorder.next_request()
         body = await request.body()
         return await self._answer(
-            request.url.path, request.headers.get("authorization"), body, index
+            request.url.path, request.headers.get("authorization"), body, (index, arrived)
         )
 
     async def _answer(
-        self, path: str, authorization: str | None, body: bytes, index: int
+        self, path: str, authorization: str | None, body: bytes, request: tuple[int, float]
     ) -> Response:
         plan = self.plan
         if plan.faults.latencyMs:
@@ -93,13 +95,13 @@ class Sandbox:
         auth_error = self.credentials.check(authorization, schemes)
         if auth_error is not None:
             return self._counted(error_response(*auth_error))
-        return self._counted(self._create(path, body, index))
+        return self._counted(self._create(path, body, request))
 
     def _counted(self, response: Response) -> Response:
         self.recorder.count(str(response.status_code))
         return response
 
-    def _create(self, path: str, body: bytes, index: int) -> Response:
+    def _create(self, path: str, body: bytes, request: tuple[int, float]) -> Response:
         try:
             objects = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -113,7 +115,7 @@ class Sandbox:
         error = self._first_error(path, objects)
         if error is not None:
             return error_response(503 if error[0] == 5030 else 422, *error)
-        return self._created(path, objects, index)
+        return self._created(path, objects, request)
 
     def _first_error(self, path: str, objects: list[Any]) -> ApiError | None:
         validator = Validator(self.now(), self.flashcall_max_digits)
@@ -136,7 +138,7 @@ class Sandbox:
             return (5030, "Url shortener is unavailable")
         return None
 
-    def _created(self, path: str, objects: list[Any], index: int) -> Response:
+    def _created(self, path: str, objects: list[Any], request: tuple[int, float]) -> Response:
         items: list[dict[str, Any]] = []
         created_uuids: list[str] = []
         created: list[Any] = []
@@ -150,7 +152,7 @@ class Sandbox:
                 created.append(obj)
             else:
                 items.append({"code": code})
-        self.recorder.record(index, path, created_uuids, created)
+        self.recorder.record(request[0], path, created_uuids, created, request[1])
         return json_response(200, {"errors": len(created) != len(objects), "items": items})
 
     # -- controls ----------------------------------------------------------------------------
@@ -161,7 +163,8 @@ class Sandbox:
             return Response(status_code=204)
         offset = int(request.query_params.get("offset", 0))
         limit = request.query_params.get("limit")
-        page = self.recorder.received_page(offset, None if limit is None else int(limit))
+        channel = request.query_params.get("channelType")
+        page = self.recorder.received_page(offset, None if limit is None else int(limit), channel)
         return json_response(200, page)
 
     async def stats(self, request: Request) -> Response:

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass
 class Recorder:
-    received: list[tuple[int, str, str, Any]] = field(default_factory=list)
+    received: list[tuple[int, str, str, Any, float]] = field(default_factory=list)
     by_status: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     requests: int = 0
@@ -29,16 +29,29 @@ class Recorder:
         for channel in channels:
             self.by_channel[channel] += 1
 
-    def record(self, request: int, path: str, uuids: list[str], objects: list[Any]) -> None:
+    def record(
+        self, request: int, path: str, uuids: list[str], objects: list[Any], arrived: float
+    ) -> None:
         self.received.extend(
-            (request, path, uuid, obj) for uuid, obj in zip(uuids, objects, strict=True)
+            (request, path, uuid, obj, arrived) for uuid, obj in zip(uuids, objects, strict=True)
         )
 
-    def received_page(self, offset: int, limit: int | None) -> list[dict[str, Any]]:
+    def received_page(
+        self, offset: int, limit: int | None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        records = self.received
+        if channel is not None:
+            records = [r for r in records if r[3].get("channelType") == channel]
         end = None if limit is None else offset + limit
         return [
-            {"requestIndex": request, "endpoint": path, "messageUuid": uuid, "message": obj}
-            for request, path, uuid, obj in self.received[offset:end]
+            {
+                "requestIndex": request,
+                "endpoint": path,
+                "messageUuid": uuid,
+                "message": obj,
+                "receivedAt": arrived,
+            }
+            for request, path, uuid, obj, arrived in records[offset:end]
         ]
 
     def stats(self) -> dict[str, Any]:

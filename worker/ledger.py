@@ -18,26 +18,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
 import redis
 
 from tasks.keys import Keys
 
 Claim = Literal["claimed", "busy", "done"]
 
-# KEYS: ledger keys. ARGV: owner, owner key prefix, ttl (s). Returns one Claim per key.
+# The scripts take the jobIds as one JSON argument and build the keys from the prefix: packing
+# thousands of separate arguments cost more than the rest of a batch. (So they name keys they
+# were not given, which standalone Redis allows; a Redis Cluster deployment would need a hash
+# tag per batch.)
+
+# ARGV: ledger key prefix, owner key prefix, owner, ttl (s), JSON array of jobIds.
+# Returns one Claim per jobId.
 _CLAIM = """
-local claim = 'inflight:' .. ARGV[1]
+local claim = 'inflight:' .. ARGV[3]
 local out = {}
-for i, key in ipairs(KEYS) do
+for i, job in ipairs(cjson.decode(ARGV[5])) do
+  local key = ARGV[1] .. job
   local state = redis.call('GET', key)
   if not state or state == 'failed' or state == claim then
-    redis.call('SET', key, claim, 'EX', ARGV[3])
+    redis.call('SET', key, claim, 'EX', ARGV[4])
     out[i] = 'claimed'
   elseif string.sub(state, 1, 9) == 'inflight:' then
     if redis.call('EXISTS', ARGV[2] .. string.sub(state, 10)) == 1 then
       out[i] = 'busy'
     else
-      redis.call('SET', key, claim, 'EX', ARGV[3])
+      redis.call('SET', key, claim, 'EX', ARGV[4])
       out[i] = 'claimed'
     end
   else
@@ -47,19 +55,19 @@ end
 return out
 """
 
-# KEYS: results stream, dead-letter stream, then ledger keys.
-# ARGV: owner, ttl (s), then per ledger key: final state, outcome JSON, job JSON to
-# dead-letter ('' for none). Publishes only what this owner still holds; returns that count.
+# ARGV: ledger key prefix, results stream, dead-letter stream, owner, ttl (s), JSON array of
+# [jobId, final state, outcome JSON, job JSON to dead-letter or ""]. Publishes only what this
+# owner still holds; returns that count.
 _FINISH = """
-local claim = 'inflight:' .. ARGV[1]
+local claim = 'inflight:' .. ARGV[4]
 local published = 0
-for i = 3, #KEYS do
-  local at = 3 + (i - 3) * 3
-  if redis.call('GET', KEYS[i]) == claim then
-    redis.call('SET', KEYS[i], ARGV[at], 'EX', ARGV[2])
-    redis.call('XADD', KEYS[1], '*', 'outcome', ARGV[at + 1])
-    if ARGV[at + 2] ~= '' then
-      redis.call('XADD', KEYS[2], '*', 'job', ARGV[at + 2], 'outcome', ARGV[at + 1])
+for _, f in ipairs(cjson.decode(ARGV[6])) do
+  local key = ARGV[1] .. f[1]
+  if redis.call('GET', key) == claim then
+    redis.call('SET', key, f[2], 'EX', ARGV[5])
+    redis.call('XADD', ARGV[2], '*', 'outcome', f[3])
+    if f[4] ~= '' then
+      redis.call('XADD', ARGV[3], '*', 'job', f[4], 'outcome', f[3])
     end
     published = published + 1
   end
@@ -67,10 +75,12 @@ end
 return published
 """
 
-# KEYS: ledger keys. ARGV: owner. Gives back claims a batch could not finish.
+# ARGV: ledger key prefix, owner, JSON array of jobIds. Gives back claims a batch could not
+# finish.
 _RELEASE = """
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == 'inflight:' .. ARGV[1] then redis.call('DEL', key) end
+for _, job in ipairs(cjson.decode(ARGV[3])) do
+  local key = ARGV[1] .. job
+  if redis.call('GET', key) == 'inflight:' .. ARGV[2] then redis.call('DEL', key) end
 end
 return 0
 """
@@ -111,26 +121,32 @@ class Ledger:
     def claim(self, owner: str, job_ids: Sequence[str]) -> list[Claim]:
         if not job_ids:
             return []
-        keys = [self._keys.ledger(j) for j in job_ids]
-        result = self._claim(keys=keys, args=[owner, self._keys.owner_prefix, self._ttl_s])
-        return [_as_claim(r) for r in result]
+        args: list[str | int | bytes] = [
+            self._keys.ledger(""),
+            self._keys.owner_prefix,
+            owner,
+            self._ttl_s,
+            orjson.dumps(list(job_ids)),
+        ]
+        return [_as_claim(r) for r in self._claim(args=args)]
 
     def finish(self, owner: str, finished: Sequence[Finished]) -> int:
         if not finished:
             return 0
-        keys = [
+        rows = [[f.job_id, f.state, f.outcome_json, f.dead_job_json] for f in finished]
+        args: list[str | int | bytes] = [
+            self._keys.ledger(""),
             self._keys.results,
             self._keys.dead,
-            *(self._keys.ledger(f.job_id) for f in finished),
+            owner,
+            self._ttl_s,
+            orjson.dumps(rows),
         ]
-        args: list[str | int] = [owner, self._ttl_s]
-        for f in finished:
-            args += [f.state, f.outcome_json, f.dead_job_json]
-        return int(self._finish(keys=keys, args=args))
+        return int(self._finish(args=args))
 
     def release(self, owner: str, job_ids: Sequence[str]) -> None:
         if job_ids:
-            self._release(keys=[self._keys.ledger(j) for j in job_ids], args=[owner])
+            self._release(args=[self._keys.ledger(""), owner, orjson.dumps(list(job_ids))])
 
 
 def _as_claim(reply: bytes | str) -> Claim:

@@ -29,7 +29,7 @@ def documented(**schema: Any) -> Any:
 
 
 def _normalise_destination(value: object) -> object:
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isdigit():  # most numbers arrive clean
         return _NUMBER_FORMATTING.sub("", value).removeprefix("+")
     return value
 
