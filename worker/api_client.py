@@ -105,7 +105,7 @@ class _RetryAfterOr:
     """The server's Retry-After when it sent one, else exponential backoff with jitter."""
 
     def __init__(self, initial_s: float, max_s: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
+        self._backoff = wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
 
     def __call__(self, state: RetryCallState) -> float:
         outcome = state.outcome

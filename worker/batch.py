@@ -197,7 +197,7 @@ def _publish(res: Resources, owner: str, finished: list[Finished]) -> int:
     """Outcomes are never dropped: a Redis outage is waited out, however long it lasts."""
     retrying = Retrying(
         retry=retry_if_exception_type(_REDIS_DOWN),
-        wait=wait_exponential_jitter(initial=0.2, max=5),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
         stop=stop_never,
         before_sleep=lambda s: log.warning(
             "publishing outcomes failed, retrying: %s", s.outcome.exception() if s.outcome else ""
@@ -212,7 +212,7 @@ def _acknowledge(res: Resources, channel: str, entry_ids: list[str]) -> None:
     stream = res.keys.jobs(channel)
     retrying = Retrying(
         retry=retry_if_exception_type(_REDIS_DOWN),
-        wait=wait_exponential_jitter(initial=0.2, max=5),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
         stop=stop_never,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -11,10 +12,11 @@ import pytest
 import redis
 
 from tasks.contract import ContractContext
+from tasks.jobs import Outcome
 from tasks.keys import Keys
 from tasks.producer import Producer
 from tests.conftest import SANDBOX_TOKEN
-from tests.e2e.harness import FAST, WorkerProcess
+from tests.e2e.harness import FAST, WorkerProcess, wait_for_outcomes
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -56,6 +58,23 @@ def start_worker(
         worker.stop()
 
 
+@dataclass
+class E2E:
+    """One end-to-end run: start workers, enqueue, and look at Redis and the sandbox."""
+
+    start_worker: StartWorker
+    producer: Producer
+    redis: redis.Redis
+    keys: Keys
+    sandbox: httpx.Client
+
+    def outcomes(self, count: int, timeout: float = 60) -> dict[str, Outcome]:
+        return wait_for_outcomes(self.redis, self.keys, count, timeout)
+
+
 @pytest.fixture
-def producer(redis_client: redis.Redis, keys: Keys) -> Producer:
-    return Producer(redis_client, keys, context=ContractContext())
+def e2e(
+    start_worker: StartWorker, redis_client: redis.Redis, keys: Keys, sandbox: httpx.Client
+) -> E2E:
+    producer = Producer(redis_client, keys, context=ContractContext())
+    return E2E(start_worker, producer, redis_client, keys, sandbox)

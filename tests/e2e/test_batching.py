@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import time
 
-import httpx
-import redis
-
-from tasks.keys import Keys
-from tasks.producer import Producer
 from tests.contract_cases import BASE, variant
-from tests.e2e.conftest import StartWorker
-from tests.e2e.harness import wait_for_outcomes
+from tests.e2e.conftest import E2E
 from tests.e2e.sandbox_view import received, requests, stats
 
 
@@ -22,86 +16,56 @@ def sms_jobs(n: int, prefix: str = "sms") -> list[dict[str, object]]:
     ]
 
 
-def test_1000_sms_make_one_post(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    producer.enqueue_many(sms_jobs(1000))
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 1000)
-    assert stats(sandbox)["requests"] == 1
+def test_1000_sms_make_one_post(e2e: E2E) -> None:
+    e2e.producer.enqueue_many(sms_jobs(1000))
+    e2e.start_worker()
+    by_job = e2e.outcomes(1000)
+    assert stats(e2e.sandbox)["requests"] == 1
     assert {o.status for o in by_job.values()} == {"accepted"}
-    uuids = {r["messageUuid"] for r in received(sandbox)}
+    uuids = {r["messageUuid"] for r in received(e2e.sandbox)}
     assert {o.messageUuid for o in by_job.values()} == uuids
     assert {o.attempts for o in by_job.values()} == {1}
 
 
-def test_2500_sms_make_three_posts(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    producer.enqueue_many(sms_jobs(2500))
-    start_worker()
-    wait_for_outcomes(redis_client, keys, 2500)
-    sizes = sorted(len(messages) for messages in requests(sandbox).values())
+def test_2500_sms_make_three_posts(e2e: E2E) -> None:
+    e2e.producer.enqueue_many(sms_jobs(2500))
+    e2e.start_worker()
+    e2e.outcomes(2500)
+    sizes = sorted(len(messages) for messages in requests(e2e.sandbox).values())
     assert sizes == [500, 1000, 1000]
-    assert stats(sandbox)["requests"] == 3
+    assert stats(e2e.sandbox)["requests"] == 3
 
 
-def test_channels_never_share_a_post(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
+def test_channels_never_share_a_post(e2e: E2E) -> None:
     jobs = []
     for i in range(40):
         channel = ["SMS", "FLASHCALL", "VOICECODE", "WHATSAPP", "FLASHCALL_CONVERSION"][i % 5]
         jobs.append({"jobId": f"mixed-{i}", "message": BASE[channel]})
-    producer.enqueue_many(jobs)
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 40)
+    e2e.producer.enqueue_many(jobs)
+    e2e.start_worker()
+    by_job = e2e.outcomes(40)
     assert {o.status for o in by_job.values()} == {"accepted"}
-    for messages in requests(sandbox).values():
+    for messages in requests(e2e.sandbox).values():
         kinds = {m.get("channelType", "CONVERSION") for m in messages}
         assert len(kinds) == 1, kinds
-    per_request = [r["endpoint"] for r in received(sandbox)]
+    per_request = [r["endpoint"] for r in received(e2e.sandbox)]
     assert per_request.count("/api/v1/flashcall-conversion") == 8
     assert by_job["mixed-4"].channelType == "FLASHCALL_CONVERSION"
     assert by_job["mixed-4"].destination is None
 
 
-def test_a_small_batch_is_cut_by_the_linger(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    start_worker(SMS_LINGER_MS="700", SMS_BATCH_SIZE="1000")
+def test_a_small_batch_is_cut_by_the_linger(e2e: E2E) -> None:
+    e2e.start_worker(SMS_LINGER_MS="700", SMS_BATCH_SIZE="1000")
     started = time.monotonic()
-    producer.enqueue_many(sms_jobs(7))
-    wait_for_outcomes(redis_client, keys, 7)
+    e2e.producer.enqueue_many(sms_jobs(7))
+    e2e.outcomes(7)
     waited = time.monotonic() - started
-    assert [len(m) for m in requests(sandbox).values()] == [7]
+    assert [len(m) for m in requests(e2e.sandbox).values()] == [7]
     assert waited >= 0.7  # the batch waited for company for the channel's linger
 
 
-def test_batch_size_setting_is_honoured(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    producer.enqueue_many(sms_jobs(250))
-    start_worker(SMS_BATCH_SIZE="100")
-    wait_for_outcomes(redis_client, keys, 250)
-    assert sorted(len(m) for m in requests(sandbox).values()) == [50, 100, 100]
+def test_batch_size_setting_is_honoured(e2e: E2E) -> None:
+    e2e.producer.enqueue_many(sms_jobs(250))
+    e2e.start_worker(SMS_BATCH_SIZE="100")
+    e2e.outcomes(250)
+    assert sorted(len(m) for m in requests(e2e.sandbox).values()) == [50, 100, 100]

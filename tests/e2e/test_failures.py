@@ -7,88 +7,59 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import redis
-
 from tasks.jobs import Job
-from tasks.keys import Keys
-from tasks.producer import Producer
 from tests.contract_cases import BASE, variant
-from tests.e2e.conftest import StartWorker
-from tests.e2e.harness import outcomes, wait_for_outcomes
+from tests.e2e.conftest import E2E
+from tests.e2e.harness import outcomes
 from tests.e2e.sandbox_view import received, stats
 from tests.e2e.test_batching import sms_jobs
 from tests.sandbox_client import set_faults
 
 
-def test_a_5xx_then_success_is_accepted_on_attempt_2(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, status={"status": 502, "next": 1})
-    producer.enqueue_many(sms_jobs(10))
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 10)
+def test_a_5xx_then_success_is_accepted_on_attempt_2(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, status={"status": 502, "next": 1})
+    e2e.producer.enqueue_many(sms_jobs(10))
+    e2e.start_worker()
+    by_job = e2e.outcomes(10)
     assert {(o.status, o.attempts, o.httpStatus) for o in by_job.values()} == {("accepted", 2, 200)}
-    assert len(received(sandbox)) == 10
+    assert len(received(e2e.sandbox)) == 10
 
 
-def test_a_persistent_503_fails_and_dead_letters(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, status={"status": 503, "fraction": 1.0})
-    producer.enqueue_many(sms_jobs(5))
-    start_worker(RETRY_MAX_ATTEMPTS="3")
-    by_job = wait_for_outcomes(redis_client, keys, 5)
+def test_a_persistent_503_fails_and_dead_letters(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, status={"status": 503, "fraction": 1.0})
+    e2e.producer.enqueue_many(sms_jobs(5))
+    e2e.start_worker(RETRY_MAX_ATTEMPTS="3")
+    by_job = e2e.outcomes(5)
     outcome = by_job["sms-0"]
     assert (outcome.status, outcome.attempts, outcome.httpStatus) == ("failed", 3, 503)
     assert outcome.error is not None
     assert (outcome.error.code, outcome.error.msg) == (5030, "Url shortener is unavailable")
-    dead: Any = redis_client.xrange(keys.dead)
+    dead: Any = e2e.redis.xrange(e2e.keys.dead)
     assert len(dead) == 5
     jobs = sorted(Job.model_validate_json(f[b"job"]).jobId for _, f in dead)
     assert jobs == sorted(by_job)
-    assert stats(sandbox)["requestsByStatus"] == {"503": 3}
+    assert stats(e2e.sandbox)["requestsByStatus"] == {"503": 3}
 
 
-def test_429_retry_after_is_honoured(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, status={"status": 429, "next": 1, "retryAfter": 2})
-    start_worker()
+def test_429_retry_after_is_honoured(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, status={"status": 429, "next": 1, "retryAfter": 2})
+    e2e.start_worker()
     enqueued_at = datetime.now(UTC)
-    producer.enqueue_many(sms_jobs(3))
-    by_job = wait_for_outcomes(redis_client, keys, 3)
+    e2e.producer.enqueue_many(sms_jobs(3))
+    by_job = e2e.outcomes(3)
     outcome = by_job["sms-0"]
     assert (outcome.status, outcome.attempts) == ("accepted", 2)
     # Backoff here is 50-200 ms: only the server's Retry-After explains a 2 s wait.
     assert (outcome.finishedAt - enqueued_at).total_seconds() >= 2.0
 
 
-def test_one_bad_number_in_1000_sinks_only_itself(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, rejectDestinations="^1999")
+def test_one_bad_number_in_1000_sinks_only_itself(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, rejectDestinations="^1999")
     jobs = sms_jobs(1000)
     jobs[637] = {"jobId": "bad", "message": variant("SMS", destination="19995550000")}
-    producer.enqueue_many(jobs)
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 1000)
+    e2e.producer.enqueue_many(jobs)
+    e2e.start_worker()
+    by_job = e2e.outcomes(1000)
     bad = by_job.pop("bad")
     assert bad.status == "rejected"
     assert bad.error is not None
@@ -99,20 +70,14 @@ def test_one_bad_number_in_1000_sinks_only_itself(
         "Invalid msisdn",
     )
     assert {o.status for o in by_job.values()} == {"accepted"}
-    assert len(received(sandbox)) == 999
-    assert stats(sandbox)["requests"] <= 1 + 2 * math.ceil(math.log2(1000))
+    assert len(received(e2e.sandbox)) == 999
+    assert stats(e2e.sandbox)["requests"] <= 1 + 2 * math.ceil(math.log2(1000))
 
 
-def test_401_is_rejected_without_retry(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    producer.enqueue_many(sms_jobs(4))
-    start_worker(REVICOM_API_TOKEN="wrong-token")
-    by_job = wait_for_outcomes(redis_client, keys, 4)
+def test_401_is_rejected_without_retry(e2e: E2E) -> None:
+    e2e.producer.enqueue_many(sms_jobs(4))
+    e2e.start_worker(REVICOM_API_TOKEN="wrong-token")
+    by_job = e2e.outcomes(4)
     outcome = by_job["sms-0"]
     assert outcome.error is not None
     assert (outcome.status, outcome.attempts, outcome.httpStatus, outcome.error.code) == (
@@ -121,26 +86,20 @@ def test_401_is_rejected_without_retry(
         401,
         4012,
     )
-    assert stats(sandbox)["requests"] == 1
-    assert redis_client.xlen(keys.dead) == 0
+    assert stats(e2e.sandbox)["requests"] == 1
+    assert e2e.redis.xlen(e2e.keys.dead) == 0
 
 
-def test_per_item_codes(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, itemCodes=[{"destination": "^1777", "code": 4041}])
-    producer.enqueue_many(
+def test_per_item_codes(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, itemCodes=[{"destination": "^1777", "code": 4041}])
+    e2e.producer.enqueue_many(
         [
             {"jobId": "ok", "message": BASE["SMS"]},
             {"jobId": "refused", "message": variant("SMS", destination="17775550000")},
         ]
     )
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 2)
+    e2e.start_worker()
+    by_job = e2e.outcomes(2)
     assert by_job["ok"].status == "accepted"
     refused = by_job["refused"]
     assert (refused.status, refused.code, refused.httpStatus, refused.messageUuid) == (
@@ -151,56 +110,44 @@ def test_per_item_codes(
     )
 
 
-def test_a_duplicate_job_id_is_sent_once(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
+def test_a_duplicate_job_id_is_sent_once(e2e: E2E) -> None:
     twice = {"jobId": "otp-once", "message": BASE["FLASHCALL"]}
-    producer.enqueue_many([twice, twice])  # same batch
-    worker = start_worker()
-    wait_for_outcomes(redis_client, keys, 1)
-    producer.enqueue(twice)  # after it finished
-    producer.enqueue({"jobId": "marker", "message": BASE["FLASHCALL"]})
-    by_job = wait_for_outcomes(redis_client, keys, 2)
+    e2e.producer.enqueue_many([twice, twice])  # same batch
+    worker = e2e.start_worker()
+    e2e.outcomes(1)
+    e2e.producer.enqueue(twice)  # after it finished
+    e2e.producer.enqueue({"jobId": "marker", "message": BASE["FLASHCALL"]})
+    by_job = e2e.outcomes(2)
     assert set(by_job) == {"otp-once", "marker"}
-    assert len(received(sandbox)) == 2
+    assert len(received(e2e.sandbox)) == 2
     assert worker.process.poll() is None
 
 
-def test_malformed_entries_are_rejected_and_never_block_their_stream(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    stream = keys.jobs("SMS")
-    producer.enqueue({"jobId": "before", "message": BASE["SMS"]})
+def test_malformed_entries_are_rejected_and_never_block_their_stream(e2e: E2E) -> None:
+    stream = e2e.keys.jobs("SMS")
+    e2e.producer.enqueue({"jobId": "before", "message": BASE["SMS"]})
 
     def add(fields: dict[str, str]) -> str:
-        entry_id: Any = redis_client.xadd(stream, fields)  # type: ignore[arg-type]
+        entry_id: Any = e2e.redis.xadd(stream, fields)  # type: ignore[arg-type]
         return str(entry_id.decode())
 
     not_json = add({"job": "{nope"})
     no_field = add({"payload": "x"})
     oversized = json.dumps({"jobId": "huge", "message": variant("SMS", content="x" * 70_000)})
     huge = add({"job": oversized})
-    redis_client.xadd(
+    e2e.redis.xadd(
         stream, {"job": json.dumps({"jobId": "wrong-stream", "message": BASE["FLASHCALL"]})}
     )
-    redis_client.xadd(
+    e2e.redis.xadd(
         stream,
         {"job": json.dumps({"jobId": "viber", "message": variant("SMS", channelType="VIBER")})},
     )
-    redis_client.xadd(
+    e2e.redis.xadd(
         stream, {"job": json.dumps({"jobId": "invalid", "message": variant("SMS", ttl=5)})}
     )
-    producer.enqueue({"jobId": "after", "message": BASE["SMS"]})
-    start_worker()
-    by_job = wait_for_outcomes(redis_client, keys, 8)
+    e2e.producer.enqueue({"jobId": "after", "message": BASE["SMS"]})
+    e2e.start_worker()
+    by_job = e2e.outcomes(8)
     assert by_job["before"].status == by_job["after"].status == "accepted"
     problems = {
         job_id: o.error.msg for job_id, o in by_job.items() if o.status == "rejected" and o.error
@@ -212,19 +159,16 @@ def test_malformed_entries_are_rejected_and_never_block_their_stream(
     assert problems["viber"].startswith("message.channelType: must be one of")
     assert problems["invalid"] == "message.ttl: must be at least 60"
     assert all(by_job[j].httpStatus is None for j in problems)
-    assert len(received(sandbox)) == 2
+    assert len(received(e2e.sandbox)) == 2
 
 
-def test_outcomes_publish_everything_an_upstream_app_needs(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-) -> None:
-    producer.enqueue({"jobId": "vc", "message": variant("VOICECODE", externalMessageId="ext-1")})
-    start_worker()
-    [outcome] = wait_for_outcomes(redis_client, keys, 1).values()
+def test_outcomes_publish_everything_an_upstream_app_needs(e2e: E2E) -> None:
+    e2e.producer.enqueue(
+        {"jobId": "vc", "message": variant("VOICECODE", externalMessageId="ext-1")}
+    )
+    e2e.start_worker()
+    [outcome] = e2e.outcomes(1).values()
     assert outcome.externalMessageId == "ext-1"
     assert outcome.destination == "14085553911"
     assert outcome.channelType == "VOICECODE"
-    assert outcomes(redis_client, keys) == [outcome]
+    assert outcomes(e2e.redis, e2e.keys) == [outcome]

@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import httpx
-import redis
-
-from tasks.keys import Keys
-from tasks.producer import Producer
 from tests.contract_cases import BASE
-from tests.e2e.conftest import StartWorker
-from tests.e2e.harness import wait_for_outcomes
+from tests.e2e.conftest import E2E
 from tests.e2e.sandbox_view import received
 from tests.e2e.test_batching import sms_jobs
 from tests.sandbox_client import set_faults
 
 
-def test_a_code_is_not_held_up_by_a_slow_campaign(
-    start_worker: StartWorker,
-    producer: Producer,
-    redis_client: redis.Redis,
-    keys: Keys,
-    sandbox: httpx.Client,
-) -> None:
-    set_faults(sandbox, latencyMs=3000)  # every request is slow ...
-    pod = start_worker(
+def test_a_code_is_not_held_up_by_a_slow_campaign(e2e: E2E) -> None:
+    set_faults(e2e.sandbox, latencyMs=3000)  # every request is slow ...
+    pod = e2e.start_worker(
         "pod", pod=True, OTP_CONCURRENCY="1", BULK_CONCURRENCY="1", SMS_BATCH_SIZE="10"
     )
-    producer.enqueue_many(sms_jobs(40))  # ... and the campaign needs 4 of them, one at a time
-    producer.enqueue({"jobId": "code", "message": BASE["FLASHCALL"]})
-    by_job = wait_for_outcomes(redis_client, keys, 41, timeout=60)
+    e2e.producer.enqueue_many(sms_jobs(40))  # ... and the campaign needs 4 of them, one at a time
+    e2e.producer.enqueue({"jobId": "code", "message": BASE["FLASHCALL"]})
+    by_job = e2e.outcomes(41, timeout=60)
     code = by_job.pop("code")
     assert code.status == "accepted"
     # The campaign's batches finish ~3, 6, 9 and 12 s in; the code, on a process of its own,
     # with the first. Sharing one process with the campaign, it would wait behind a batch.
     later = [o for o in by_job.values() if o.finishedAt > code.finishedAt]
     assert len(later) >= 30
-    assert len(received(sandbox)) == 41
+    assert len(received(e2e.sandbox)) == 41
     assert pod.terminate(timeout=30) == 0

@@ -1,0 +1,114 @@
+"""The retry policy and the 422 splitting, against a scripted transport (no server needed)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import orjson
+import pytest
+
+from config import Settings
+from worker.api_client import ApiClient, retry_after_seconds
+from worker.delivery import deliver
+
+TOKEN = "very-secret-token"
+
+
+def client(handler: Callable[[httpx.Request], httpx.Response], max_attempts: int = 5) -> ApiClient:
+    config = Settings.model_validate(
+        {
+            "revicom_api_token": TOKEN,
+            "retry_backoff_ms": 1,
+            "retry_backoff_max_ms": 5,
+            "retry_max_attempts": max_attempts,
+        }
+    )
+    return ApiClient(config, transport=httpx.MockTransport(handler))
+
+
+def test_retries_are_logged_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    answers = iter(
+        [
+            httpx.Response(503, json={"error": {"code": 5030, "msg": "x"}}),
+            httpx.Response(200, json={"errors": False, "items": []}),
+        ]
+    )
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return next(answers)
+
+    with caplog.at_level(logging.WARNING):
+        answer = client(handler).post("/api/v1/message", [{}], "SMS")
+    assert (answer.status, answer.attempts) == (200, 2)
+    assert seen == [f"Basic {TOKEN}"] * 2
+    assert "retrying POST /api/v1/message (SMS, 1 items) after HTTP 503" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_network_errors_are_retried_then_reported() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    answer = client(handler, max_attempts=3).post("/api/v1/message", [{}], "SMS")
+    assert (answer.status, answer.attempts) == (None, 3)
+    assert answer.error == (None, "ConnectError: refused")
+
+
+@pytest.mark.parametrize("status", [401, 403, 422, 404])
+def test_other_answers_are_not_retried(status: int) -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(status, json={"error": {"code": status * 10, "msg": "no"}})
+
+    answer = client(handler).post("/api/v1/message", [{}], "SMS")
+    assert (answer.status, answer.attempts, len(calls)) == (status, 1, 1)
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds("3") == 3.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (retry_after_seconds(later) or 0) <= 30
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def split_server(
+    bad: set[str],
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[set[str]]]:
+    """Like the API: one bad destination makes the whole request a 422."""
+    carried: list[set[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        objects = orjson.loads(request.content)
+        carried.append({o["destination"] for o in objects})
+        if any(o["destination"] in bad for o in objects):
+            return httpx.Response(422, json={"error": {"code": 4220, "msg": "Invalid msisdn"}})
+        items = [{"messageUuid": f"u-{o['destination']}", "code": 201} for o in objects]
+        return httpx.Response(200, json={"errors": False, "items": items})
+
+    return handler, carried
+
+
+@pytest.mark.parametrize("bad_count", [1, 2, 7])
+def test_422_splitting_isolates_every_bad_item(bad_count: int) -> None:
+    objects = [{"destination": str(i)} for i in range(1000)]
+    bad = {str(i * 137 % 1000) for i in range(bad_count)}
+    handler, carried = split_server(bad)
+    results, stats = deliver(client(handler), "/api/v1/message", objects, "SMS")
+    assert {str(i) for i, r in enumerate(results) if r.status == "rejected"} == bad
+    assert all(r.status == "accepted" for i, r in enumerate(results) if str(i) not in bad)
+    assert all(r.error == (4220, "Invalid msisdn") for r in results if r.status == "rejected")
+    assert stats.requests == len(carried)
+    if bad_count == 1:
+        assert len(carried) <= 1 + 2 * math.ceil(math.log2(1000))
+    for i, result in enumerate(results):
+        assert result.attempts == sum(str(i) in request for request in carried)
