@@ -10,7 +10,7 @@ from typing import Any
 from tasks.jobs import Job
 from tests.contract_cases import BASE, variant
 from tests.e2e.conftest import E2E
-from tests.e2e.harness import outcomes
+from tests.e2e.harness import outcomes, settled, wait_until
 from tests.e2e.sandbox_view import received, stats
 from tests.e2e.test_batching import sms_jobs
 from tests.sandbox_client import set_faults
@@ -172,3 +172,27 @@ def test_outcomes_publish_everything_an_upstream_app_needs(e2e: E2E) -> None:
     assert outcome.destination == "14085553911"
     assert outcome.channelType == "VOICECODE"
     assert outcomes(e2e.redis, e2e.keys) == [outcome]
+
+
+def test_replayed_dead_letters_are_sent_once_the_api_is_back(e2e: E2E) -> None:
+    from ops.replay import replay
+
+    set_faults(e2e.sandbox, status={"status": 503, "fraction": 1.0})
+    e2e.producer.enqueue_many(sms_jobs(3))
+    e2e.start_worker(RETRY_MAX_ATTEMPTS="2")
+    assert {o.status for o in e2e.outcomes(3).values()} == {"failed"}
+    set_faults(e2e.sandbox)
+    e2e.producer.enqueue({"jobId": "sms-0", "message": BASE["SMS"]})  # the app retried it
+    wait_until(lambda: e2e.redis.xlen(e2e.keys.results) == 4, 30, "sms-0 sent again")
+
+    assert replay(e2e.redis, e2e.keys) == {"SMS": 3}
+    wait_until(lambda: e2e.redis.xlen(e2e.keys.results) == 6, 30, "the replayed jobs")
+    wait_until(lambda: settled(e2e.redis, e2e.keys), 30, "replayed entries acknowledged")
+
+    history: dict[str, list[str]] = {}
+    for outcome in outcomes(e2e.redis, e2e.keys):
+        history.setdefault(outcome.jobId, []).append(outcome.status)
+    assert history == {f"sms-{i}": ["failed", "accepted"] for i in range(3)}
+    # sms-0 had been accepted before the replay: the ledger kept it from a second send.
+    assert len(received(e2e.sandbox)) == 3
+    assert e2e.redis.xlen(e2e.keys.dead) == 0

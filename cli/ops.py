@@ -1,0 +1,76 @@
+"""`status` and `replay`: what is queued where, and sending dead letters again."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import get_settings
+from ops.replay import replay as replay_dead
+from ops.status import snapshot
+from tasks.channels import CHANNELS
+from tasks.keys import Keys
+
+out = Console()
+
+
+def _connect() -> tuple[redis.Redis, Keys]:
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    return client, Keys(settings.dispatch_key_prefix)
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Per channel: stream length, unread, pending, consumers, oldest pending age."""
+    client, keys = _connect()
+    try:
+        state = snapshot(client, keys)
+    except redis.RedisError as error:
+        typer.echo(f"Redis error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(state.to_dict()))
+        return
+    table = Table(title=f"revicom-dispatch ({keys.prefix})")
+    for column in (
+        "channel",
+        "queue",
+        "stream",
+        "unread",
+        "pending",
+        "consumers",
+        "oldest pending",
+    ):
+        table.add_column(column, justify="left" if column in ("channel", "queue") else "right")
+    for c in state.channels:
+        age = "-" if c.oldest_pending_age_s is None else f"{c.oldest_pending_age_s:.1f} s"
+        unread = "?" if c.unread is None else str(c.unread)
+        table.add_row(
+            c.channel, c.queue, str(c.length), unread, str(c.pending), str(c.consumers), age
+        )
+    out.print(table)
+    out.print(f"results stream: {state.results}   dead letters: {state.dead}")
+
+
+def replay(
+    channel: Annotated[
+        str | None, typer.Option(help=f"Only this channel: {', '.join(CHANNELS)}.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many jobs.")] = None,
+) -> None:
+    """Move dead-lettered jobs back to their streams (same jobIds) to be sent again."""
+    if channel is not None and channel not in CHANNELS:
+        typer.echo(f"--channel: must be one of {', '.join(CHANNELS)}", err=True)
+        raise typer.Exit(2)
+    client, keys = _connect()
+    moved = replay_dead(client, keys, channel, limit)
+    for name, count in sorted(moved.items()):
+        out.print(f"{name}: {count} job(s) replayed")
+    out.print(f"total: {sum(moved.values())}")

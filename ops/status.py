@@ -1,0 +1,70 @@
+"""A snapshot of every channel's stream, the results stream and the dead letters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from tasks.channels import CHANNELS
+from tasks.keys import CONSUMER_GROUP, Keys
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    channel: str
+    queue: str
+    length: int  # entries in the stream: not yet read, or read and not yet finished
+    unread: int | None  # not yet read by any worker (Redis >= 7 reports it)
+    pending: int  # read by a worker, not yet finished
+    consumers: int
+    oldest_pending_age_s: float | None  # since the oldest pending job was enqueued
+
+
+@dataclass(frozen=True)
+class Status:
+    channels: list[ChannelStatus]
+    results: int
+    dead: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def snapshot(client: redis.Redis, keys: Keys) -> Status:
+    now_ms = time.time() * 1000
+    channels = [_channel(client, keys, name, now_ms) for name in CHANNELS]
+    return Status(channels, int(client.xlen(keys.results)), int(client.xlen(keys.dead)))
+
+
+def _channel(client: redis.Redis, keys: Keys, name: str, now_ms: float) -> ChannelStatus:
+    stream = keys.jobs(name)
+    queue = CHANNELS[name].queue
+    if not client.exists(stream):
+        return ChannelStatus(name, queue, 0, 0, 0, 0, None)
+    groups: Any = client.xinfo_groups(stream)
+    group = next((g for g in groups if _text(g["name"]) == CONSUMER_GROUP), None)
+    if group is None:  # no worker has started on this stream yet: everything is unread
+        length = int(client.xlen(stream))
+        return ChannelStatus(name, queue, length, length, 0, 0, None)
+    pending: Any = client.xpending(stream, CONSUMER_GROUP)
+    oldest = None
+    if pending["pending"]:
+        oldest_ms = int(_text(pending["min"]).split("-")[0])
+        oldest = round(max(0.0, now_ms - oldest_ms) / 1000, 3)
+    lag = group.get("lag")
+    return ChannelStatus(
+        name,
+        queue,
+        int(client.xlen(stream)),
+        None if lag is None else int(lag),
+        int(pending["pending"]),
+        int(group["consumers"]),
+        oldest,
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
