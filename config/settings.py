@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         description="Worker processes for bulk batches (`revicom-dispatch worker`).",
     )
 
+    metrics_port: int = Field(
+        9808,
+        ge=0,
+        le=65535,
+        description="Prometheus metrics of a worker pod (or node) on this port; 0 turns it off.",
+    )
+
     # Batching per channel. OTP channels get a short linger so a code never waits for company;
     # bulk channels wait longer to fill 1,000-message requests.
     sms_batch_size: int = Field(1000, ge=1, le=1000, description="SMS jobs per request.")

@@ -6,6 +6,7 @@ exponential backoff and jitter (or the server's Retry-After), bounded by attempt
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,7 @@ from tenacity import (
 )
 
 from config import Settings
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,15 @@ class ApiClient:
         def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            return self._http.post(endpoint, content=body)
+            started = time.perf_counter()
+            status = "error"
+            try:
+                response = self._http.post(endpoint, content=body)
+                status = str(response.status_code)
+                return response
+            finally:
+                seconds = time.perf_counter() - started
+                metrics.API_SECONDS.labels(endpoint, status).observe(seconds)
 
         s = self._settings
         retrying = Retrying(
@@ -135,9 +145,12 @@ def _log_retry(state: RetryCallState, endpoint: str, label: str, size: int) -> N
     if outcome is None:
         return
     if outcome.failed:
-        reason = f"{type(outcome.exception()).__name__}: {outcome.exception()}"
+        kind = type(outcome.exception()).__name__
+        reason = f"{kind}: {outcome.exception()}"
     else:
-        reason = f"HTTP {outcome.result().status_code}"
+        kind = str(outcome.result().status_code)
+        reason = f"HTTP {kind}"
+    metrics.RETRIES.labels(kind).inc()
     sleep = state.next_action.sleep if state.next_action else 0.0
     log.warning(
         "retrying POST %s (%s, %d items) after %s: attempt %d failed, next in %.2fs",

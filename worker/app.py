@@ -13,6 +13,7 @@ from config import get_settings
 from tasks.channels import BULK_QUEUE, OTP_QUEUE
 from tasks.keys import Keys
 from worker.batcher import BatcherStep
+from worker.metrics_step import MetricsStep
 
 settings = get_settings()
 keys = Keys(settings.dispatch_key_prefix)
@@ -36,3 +37,4 @@ app.conf.update(
     task_time_limit=int(settings.retry_max_seconds + 2 * settings.send_timeout_s + 60),
 )
 app.steps["worker"].add(BatcherStep)
+app.steps["worker"].add(MetricsStep)

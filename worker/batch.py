@@ -33,6 +33,7 @@ from tasks.channels import CHANNELS
 from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome
 from tasks.keys import CONSUMER_GROUP
+from worker import metrics
 from worker.delivery import ItemResult, deliver
 from worker.ledger import Finished
 from worker.resources import Resources
@@ -72,7 +73,7 @@ class BatchReport:
     def log_line(self) -> str:
         return (
             f"batch channel={self.channel} size={self.size} accepted={self.accepted} "
-            f"rejected={self.rejected} failed={self.failed} requests={self.requests} "
+            f"rejected={self.rejected} failed={self.failed} attempts={self.requests} "
             f"splits={self.splits} busy={self.busy} duplicates={self.finished_before} "
             f"seconds={self.seconds:.3f}"
         )
@@ -112,8 +113,24 @@ def process_batch(res: Resources, channel: str, entries: list[StreamEntry]) -> B
         done_entries += [p.entry.entry_id for p in mine]
     _acknowledge(res, channel, done_entries)
     report.seconds = time.monotonic() - started
+    _count(report)
     log.info(report.log_line())
     return report
+
+
+def _count(report: BatchReport) -> None:
+    channel = report.channel
+    for status in ("accepted", "rejected", "failed"):
+        if getattr(report, status):
+            metrics.JOBS.labels(channel, status).inc(getattr(report, status))
+    if report.busy:
+        metrics.SKIPPED.labels(channel, "busy").inc(report.busy)
+    if report.finished_before:
+        metrics.SKIPPED.labels(channel, "duplicate").inc(report.finished_before)
+    metrics.BATCHES.labels(channel).inc()
+    metrics.BATCH_SIZE.labels(channel).observe(report.size)
+    if report.splits:
+        metrics.SPLITS.labels(channel).inc(report.splits)
 
 
 def parse_entry(

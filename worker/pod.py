@@ -9,9 +9,11 @@ orchestrator restarts the pod whole.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -29,21 +31,46 @@ def node_commands(settings: Settings, extra: Sequence[str]) -> list[list[str]]:
 
 
 def run_pod(settings: Settings, extra: Sequence[str] = ()) -> int:
-    nodes = [subprocess.Popen(command) for command in node_commands(settings, extra)]
-    stopping = False
+    nodes: list[subprocess.Popen[bytes]] = []
+    asked_to_stop = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for node in nodes:
-            if node.poll() is None:
-                node.send_signal(signum)
+        nonlocal asked_to_stop
+        asked_to_stop = True
+        _signal_all(nodes, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    while any(node.poll() is None for node in nodes):
-        if not stopping and any(node.poll() is not None for node in nodes):
-            forward(signal.SIGTERM, None)  # one node died: stop the other, exit non-zero
-        time.sleep(0.2)
+    with tempfile.TemporaryDirectory(prefix="revicom-metrics-") as metrics_dir:
+        # One exporter, here, for both nodes and all their processes.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        env = {**os.environ, "METRICS_PORT": "0"}
+        nodes += [subprocess.Popen(c, env=env) for c in node_commands(settings, extra)]
+        _serve_metrics(settings)
+        node_died = False
+        while any(node.poll() is None for node in nodes):
+            if not (asked_to_stop or node_died) and any(n.poll() is not None for n in nodes):
+                node_died = True  # stop the other one too, and exit non-zero
+                _signal_all(nodes, signal.SIGTERM)
+            time.sleep(0.2)
     codes = [node.returncode for node in nodes]
-    return 0 if stopping and all(c == 0 for c in codes) else max(abs(c) for c in codes) or 1
+    if asked_to_stop and not node_died and all(c == 0 for c in codes):
+        return 0
+    return max(abs(c) for c in codes) or 1
+
+
+def _signal_all(nodes: list[subprocess.Popen[bytes]], signum: int) -> None:
+    for node in nodes:
+        if node.poll() is None:
+            node.send_signal(signum)
+
+
+def _serve_metrics(settings: Settings) -> None:
+    if not settings.metrics_port:
+        return
+    from worker import metrics  # noqa: PLC0415 - after the multiprocess directory is set
+
+    try:
+        metrics.serve(settings)
+    except OSError as error:
+        print(f"metrics: cannot listen on port {settings.metrics_port}: {error}", file=sys.stderr)

@@ -32,6 +32,7 @@ FAST = {
     "SMS_LINGER_MS": "300",
     "WHATSAPP_LINGER_MS": "300",
     "SHUTDOWN_GRACE_S": "10",
+    "METRICS_PORT": "0",  # several workers run at once; the metrics test picks a port
 }
 
 

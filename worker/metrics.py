@@ -1,0 +1,117 @@
+"""Prometheus metrics of the workers, safe across Celery's pool processes.
+
+prometheus-client's multiprocess mode: every process writes its counters to files in
+PROMETHEUS_MULTIPROC_DIR and the exporter adds them up. The directory must be known before
+prometheus_client is first imported in a process, hence the environment is set here, first;
+a pod sets it for its nodes so that one exporter sees them all. Stream depths are not counted
+by anyone: the exporter reads them from Redis at each scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="revicom-metrics-")
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    start_http_server,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from config import Settings
+from tasks.keys import Keys
+
+# `celery worker` loads Flower's CLI plugin, which imports prometheus_client before this module
+# sets the directory; the value class is chosen at that import, so choose it again before the
+# first metric of ours is made (prometheus_client reads `values.ValueClass` per metric).
+values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+JOBS = Counter(
+    "revicom_jobs", "Jobs finished, by channel and outcome status.", ["channel", "status"]
+)
+SKIPPED = Counter(
+    "revicom_jobs_skipped",
+    "Stream entries not sent by a batch: already "
+    "finished (duplicates) or held by another live batch (busy).",
+    ["channel", "reason"],
+)
+BATCHES = Counter("revicom_batches", "Batches processed.", ["channel"])
+BATCH_SIZE = Histogram(
+    "revicom_batch_size",
+    "Jobs per batch.",
+    ["channel"],
+    buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+)
+API_SECONDS = Histogram(
+    "revicom_api_request_seconds",
+    "Duration of one API request.",
+    ["endpoint", "status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 70),
+)
+RETRIES = Counter("revicom_api_retries", "API requests retried, by reason.", ["reason"])
+SPLITS = Counter("revicom_422_splits", "Requests split in two after a 422.", ["channel"])
+
+
+class StreamCollector(Collector):
+    """Stream length, unread, pending and the oldest pending age per channel, read at scrape."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        from ops.status import snapshot  # noqa: PLC0415 - ops depends on nothing of ours here
+
+        try:
+            state = snapshot(self._redis, self._keys)
+        except redis.RedisError:
+            return
+        families: dict[str, GaugeMetricFamily] = {
+            name: GaugeMetricFamily(f"revicom_stream_{name}", text, labels=["channel"])
+            for name, text in (
+                ("length", "Entries in the channel's stream."),
+                ("unread", "Entries no worker has read yet (Redis >= 7)."),
+                ("pending", "Entries read by a worker and not yet finished."),
+                ("oldest_pending_seconds", "Age of the oldest pending entry."),
+                ("consumers", "Consumers in the dispatch group."),
+            )
+        }
+        for c in state.channels:
+            values: dict[str, Any] = {
+                "length": c.length,
+                "unread": c.unread,
+                "pending": c.pending,
+                "oldest_pending_seconds": c.oldest_pending_age_s,
+                "consumers": c.consumers,
+            }
+            for name, value in values.items():
+                if value is not None:
+                    families[name].add_metric([c.channel], value)
+        yield from families.values()
+        yield GaugeMetricFamily(
+            "revicom_results_length", "Outcomes on the results stream.", value=state.results
+        )
+        yield GaugeMetricFamily(
+            "revicom_dead_letters", "Jobs in the dead-letter stream.", value=state.dead
+        )
+
+
+def serve(settings: Settings) -> None:
+    """The exporter: every process's counters plus the streams, on METRICS_PORT."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    registry.register(StreamCollector(client, Keys(settings.dispatch_key_prefix)))
+    start_http_server(settings.metrics_port, registry=registry)
