@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint format schemas sandbox worker bench clean
+.PHONY: install demo test lint format schemas sandbox worker bench clean
 
 install: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# The whole pipeline on this machine: Redis, sandbox, a worker pod, Flower, a mixed load.
+demo: install
+	$(VENV)/bin/revicom-dispatch demo
 
 test: install
 	$(PY) -m pytest

@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import jobs, ops, results, sandbox, worker
+from cli import demo, jobs, ops, results, sandbox, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app.command()(sandbox.sandbox)
 app.command()(results.results)
 app.command()(ops.status)
 app.command()(ops.replay)
+app.command()(demo.demo)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     worker.worker
 )

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,53 @@ def stop(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
 
 
 @contextmanager
+def service(
+    args: Sequence[str],
+    ready: Callable[[], bool],
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    timeout_s: float = 30.0,
+    grace_s: float = 5.0,
+    cpus: set[int] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` in its own session until the block ends; wait until `ready()` first."""
+    sink = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        list(args),
+        env=env,
+        stdout=sink,
+        stderr=sink,
+        start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            where = f"; see {log}" if log else ""
+            if process.poll() is not None:
+                raise RuntimeError(f"{Path(args[0]).name} exited with {process.returncode}{where}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{Path(args[0]).name} did not start in {timeout_s} s{where}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        stop(process, grace_s)
+        if log:
+            sink.close()  # type: ignore[union-attr]
+
+
+def answers_http(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    return check
+
+
+@contextmanager
 def sandbox_process(
     args: Sequence[str] = (),
     port: int | None = None,
@@ -50,29 +97,9 @@ def sandbox_process(
 ) -> Iterator[RunningServer]:
     """Run `revicom-dispatch sandbox` on 127.0.0.1, pinned to `cpus` if given."""
     port = port or free_port()
-    sink = log.open("ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [SCRIPT, "sandbox", "--host", "127.0.0.1", "--port", str(port), *args],
-        stdout=sink,
-        stderr=sink,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the sandbox exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/api/v1/ping", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox did not answer on {url}")
-            time.sleep(0.05)
+    command = [SCRIPT, "sandbox", "--host", "127.0.0.1", "--port", str(port), *args]
+    with service(
+        command, answers_http(f"{url}/api/v1/ping"), log=log, timeout_s=timeout_s, cpus=cpus
+    ) as process:
         yield RunningServer(url, process.pid)
-    finally:
-        stop(process)
-        if log:
-            sink.close()  # type: ignore[union-attr]

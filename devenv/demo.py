@@ -1,0 +1,204 @@
+"""`make demo`: the whole pipeline on this machine, with nothing but Python.
+
+Redis (the one at REDIS_URL, or one started here), the sandbox, one worker pod and Flower;
+a mixed load of every channel with a few bad jobs; outcomes followed live; a summary per
+channel. Everything started here is stopped at the end, Ctrl-C included. The demo always
+sends to the local sandbox, never to the real API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from config import get_settings
+from devenv.demo_load import (
+    BAD_NUMBER_PREFIX,
+    REFUSED_BY_PRODUCER,
+    WRITTEN_RAW,
+    demo_jobs,
+)
+from devenv.processes import SCRIPT, answers_http, free_port, sandbox_process, service
+from devenv.redis_server import ensure_redis
+from tasks.jobs import Outcome
+from tasks.keys import JOB_FIELD, Keys
+from tasks.producer import Enqueued, Producer
+from tasks.results import iter_outcomes
+
+TOKEN = "demo-token"
+CELERY = str(Path(sys.executable).with_name("celery"))
+FOLLOW_TIMEOUT_S = 90
+
+
+def run_demo(console: Console, keep_running: bool = False) -> int:
+    settings = get_settings()
+    logs = Path(tempfile.mkdtemp(prefix="revicom-demo-"))
+    with ExitStack() as stack:
+        console.print("[bold]revicom-dispatch demo[/] (logs in " + str(logs) + ")")
+        url = stack.enter_context(ensure_redis(settings.redis_url))
+        keys = Keys(f"demo-{int(time.time())}")
+        client = redis.Redis.from_url(url)
+        stack.callback(_forget, client, keys)
+        console.print(f"  redis    {url.split('@')[-1]} (keys under {keys.prefix}:)")
+
+        faults = json.dumps({"rejectDestinations": f"^{BAD_NUMBER_PREFIX}"})
+        sandbox = stack.enter_context(
+            sandbox_process(["--token", TOKEN, "--faults", faults], log=logs / "sandbox.log")
+        )
+        console.print(f"  sandbox  {sandbox.url} (refuses numbers starting {BAD_NUMBER_PREFIX})")
+
+        metrics_port, flower_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "DISPATCH_KEY_PREFIX": keys.prefix,
+            "REVICOM_API_URL": sandbox.url,
+            "REVICOM_API_TOKEN": TOKEN,
+            "METRICS_PORT": str(metrics_port),
+        }
+        stack.enter_context(
+            service(
+                [SCRIPT, "worker", "--loglevel", "INFO"],
+                _pod_ready(logs / "worker.log"),
+                env=env,
+                log=logs / "worker.log",
+                grace_s=40,
+            )
+        )
+        console.print(f"  worker   one pod (otp + bulk nodes), metrics on :{metrics_port}")
+        flower = f"http://127.0.0.1:{flower_port}"
+        stack.enter_context(
+            service(
+                [
+                    CELERY,
+                    "-A",
+                    "worker.app",
+                    "flower",
+                    f"--port={flower_port}",
+                    "--address=127.0.0.1",
+                ],
+                answers_http(f"{flower}/healthcheck"),
+                env=env,
+                log=logs / "flower.log",
+            )
+        )
+        console.print(f"  flower   [link={flower}]{flower}[/link]\n")
+
+        started = time.time()
+        expected = _enqueue(console, client, keys)
+        outcomes = _follow(console, client, keys, expected)
+        _summary(console, outcomes, started, _batches(metrics_port))
+        console.print(f"\nFlower: {flower}   metrics: http://127.0.0.1:{metrics_port}/metrics")
+        if len(outcomes) < expected:
+            console.print(f"[red]{expected - len(outcomes)} outcome(s) missing[/]")
+        if keep_running:
+            console.print("Everything keeps running; Ctrl-C stops it.")
+            while True:
+                time.sleep(3600)
+        return 0 if len(outcomes) == expected else 1
+
+
+def _pod_ready(log: Path) -> Any:
+    return lambda: log.exists() and log.read_bytes().count(b" ready.") >= 2
+
+
+def _enqueue(console: Console, client: redis.Redis, keys: Keys) -> int:
+    jobs = demo_jobs(sms=20_000, flashcall=200, voicecode=200, whatsapp=500, bad_numbers=5)
+    producer = Producer(client, keys)
+    written = 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
+        task = progress.add_task("enqueue", total=len(jobs) + len(REFUSED_BY_PRODUCER))
+        for result in producer.iter_enqueue([*jobs, *REFUSED_BY_PRODUCER]):
+            written += isinstance(result, Enqueued)
+            if not isinstance(result, Enqueued):
+                progress.console.print(f"  refused by the producer: {result.errors[0]}")
+            progress.advance(task)
+    for channel, raw in WRITTEN_RAW:  # as a producer in another language might
+        client.xadd(keys.jobs(channel), {JOB_FIELD: raw})
+    console.print(
+        f"  {written} jobs enqueued, {len(WRITTEN_RAW)} written raw by 'another "
+        f"producer' (the worker will reject them)\n"
+    )
+    return written + len(WRITTEN_RAW)
+
+
+def _follow(console: Console, client: redis.Redis, keys: Keys, expected: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("outcomes", total=expected, counts="")
+        counts: Counter[str] = Counter()
+        for _, outcome in iter_outcomes(client, keys, follow=True, block_ms=200):
+            outcomes.append(outcome)
+            counts[outcome.status] += 1
+            progress.update(
+                task, advance=1, counts="  ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            )
+            if len(outcomes) >= expected or time.monotonic() > deadline:
+                break
+    return outcomes
+
+
+def _batches(metrics_port: int) -> dict[str, int]:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    return {
+        sample.labels["channel"]: int(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "revicom_batches_total"
+    }
+
+
+def _summary(
+    console: Console, outcomes: list[Outcome], started: float, batches: dict[str, int]
+) -> None:
+    by_channel: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_channel[outcome.channelType or "?"].append(outcome)
+    table = Table(title="outcomes")
+    for column in ("channel", "accepted", "rejected", "failed", "batches", "messages/s"):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    for channel, items in sorted(by_channel.items()):
+        statuses = Counter(o.status for o in items)
+        last = max(o.finishedAt.timestamp() for o in items)
+        rate = len(items) / max(last - started, 1e-3)
+        table.add_row(
+            channel,
+            str(statuses["accepted"]),
+            str(statuses["rejected"]),
+            str(statuses["failed"]),
+            str(batches.get(channel, 0)),
+            f"{rate:,.0f}",
+        )
+    console.print(table)
+    for outcome in outcomes:
+        if outcome.status != "accepted" and outcome.error is not None:
+            console.print(f"  {outcome.status}: {outcome.jobId}: {outcome.error.msg}")
+
+
+def _forget(client: redis.Redis, keys: Keys) -> None:
+    stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
+    for i in range(0, len(stale), 1000):
+        client.delete(*stale[i : i + 1000])
