@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format schemas sandbox worker bench clean
+.PHONY: install demo test lint format schemas sandbox worker flower bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ sandbox: install
 # One worker pod (an OTP node and a bulk node) with the settings from the environment.
 worker: install
 	$(VENV)/bin/revicom-dispatch worker --loglevel INFO
+
+# Flower for the workers of this environment (REDIS_URL, DISPATCH_KEY_PREFIX) on :5555.
+flower: install
+	$(VENV)/bin/celery -A worker.app flower --port=5555 --address=127.0.0.1
 
 # Benchmarks: figures, not tests. Results are also written to bench-results/*.json.
 bench: install
