@@ -22,9 +22,12 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def worker_env(redis_url: str, keys: Keys, sandbox_url: str) -> dict[str, str]:
+def worker_env(redis_url: str, keys: Keys, sandbox_url: str, tmp_path: Path) -> dict[str, str]:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     return {
         **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # this test's workers' counters only
         "REDIS_URL": redis_url,
         "DISPATCH_KEY_PREFIX": keys.prefix,
         "REVICOM_API_URL": sandbox_url,
