@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONSUMER_GROUP = "dispatch"
+SEND_BATCH = "revicom.send_batch"  # the Celery task's name
 JOB_FIELD = "job"
 OUTCOME_FIELD = "outcome"
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.keys import SEND_BATCH
 from worker.app import app
 from worker.batch import StreamEntry, process_batch
 from worker.resources import Resources
-
-SEND_BATCH = "revicom.send_batch"
 
 
 @app.task(name=SEND_BATCH)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,7 +68,6 @@ class BatchReport:
     splits: int = 0
     seconds: float = 0.0
     published: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
 
     def log_line(self) -> str:
         return (
@@ -107,6 +106,13 @@ def process_batch(res: Resources, channel: str, entries: list[StreamEntry]) -> B
         try:
             finished = _send_and_judge(res, channel, mine, report)
             report.published = _publish(res, owner, finished)
+            if report.published < len(finished):
+                log.warning(
+                    "batch channel=%s: %d outcome(s) not published: this batch's lease lapsed "
+                    "and another worker took those jobs over (they may have been sent twice)",
+                    channel,
+                    len(finished) - report.published,
+                )
         except BaseException:
             res.ledger.release(owner, [p.job_id for p in mine])
             raise

@@ -21,11 +21,10 @@ from celery import Celery, bootsteps
 
 from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, SEND_BATCH, Keys
 
 log = logging.getLogger(__name__)
 
-SEND_BATCH = "revicom.send_batch"
 MAX_BLOCK_MS = 100
 STALE_CONSUMER_MS = 3_600_000
 

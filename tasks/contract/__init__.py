@@ -12,7 +12,6 @@ from tasks.contract.message import (
     CHANNEL_MODELS,
     MESSAGE_ADAPTER,
     Message,
-    channel_of,
     parse_message,
     to_api_json,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "SmsMessage",
     "VoicecodeMessage",
     "WhatsappMessage",
-    "channel_of",
     "field_errors",
     "parse_message",
     "to_api_json",

@@ -63,10 +63,6 @@ def parse_message(data: Any, context: ContractContext | None = None) -> Message:
     return MESSAGE_ADAPTER.validate_python(data, context=context)
 
 
-def channel_of(message: Message) -> str:
-    return message.channel
-
-
 def to_api_json(message: ApiObject) -> dict[str, Any]:
     """The object exactly as the API takes it: its field names, unset optionals left out."""
     return message.model_dump(mode="json", exclude_none=True)
