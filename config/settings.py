@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     max_job_bytes: int = Field(
         65_536, ge=1024, description="Larger stream entries are rejected as malformed."
     )
+    max_deliveries: int = Field(
+        10,
+        ge=2,
+        le=1000,
+        description="A job handed out this often without finishing fails and is dead-lettered.",
+    )
     max_queued_batches: int = Field(
         4,
         ge=1,

@@ -11,11 +11,10 @@ from worker.resources import Resources
 
 
 @app.task(name=SEND_BATCH)
-def send_batch(channel: str, entries: list[tuple[str, str | None]]) -> dict[str, Any]:
-    """`entries` are (stream entry id, the entry's `job` field) in stream order."""
-    report = process_batch(
-        Resources.current(), channel, [StreamEntry(entry_id, raw) for entry_id, raw in entries]
-    )
+def send_batch(channel: str, entries: list[list[Any]]) -> dict[str, Any]:
+    """`entries`: [stream entry id, the entry's `job` field, deliveries] in stream order (a
+    task from before deliveries were counted has two items per entry)."""
+    report = process_batch(Resources.current(), channel, [StreamEntry(*e) for e in entries])
     return {
         "channel": channel,
         "size": report.size,

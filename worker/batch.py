@@ -34,7 +34,7 @@ from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome
 from tasks.keys import CONSUMER_GROUP
 from worker import metrics
-from worker.delivery import ItemResult, deliver
+from worker.delivery import ItemResult, Status, deliver
 from worker.ledger import Finished
 from worker.resources import Resources
 
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 class StreamEntry:
     entry_id: str
     raw: str | None  # the entry's `job` field; None when it has none
+    deliveries: int = 1  # times the group handed it to a consumer (known when reclaimed)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Parsed:
     job_id: str
     job: Job | None
     problem: str | None  # why the entry cannot be sent
+    give_up: bool = False  # delivered too often without an outcome: failed, dead-lettered
 
 
 @dataclass
@@ -82,7 +84,13 @@ def process_batch(res: Resources, channel: str, entries: list[StreamEntry]) -> B
     started = time.monotonic()
     report = BatchReport(channel, len(entries))
     context = ContractContext(flashcall_code_max_digits=res.settings.flashcall_code_max_digits)
-    parsed = [parse_entry(e, channel, context, res.settings.max_job_bytes) for e in entries]
+    parsed = [
+        _give_up(
+            parse_entry(e, channel, context, res.settings.max_job_bytes),
+            res.settings.max_deliveries,
+        )
+        for e in entries
+    ]
 
     done_entries: list[str] = []
     with res.ledger.owner() as owner:
@@ -158,6 +166,15 @@ def parse_entry(
     return Parsed(entry, job_id, job, None)
 
 
+def _give_up(p: Parsed, max_deliveries: int) -> Parsed:
+    """A job handed out more than `max_deliveries` times and still unfinished: something
+    kills whoever processes it. It fails (and is dead-lettered) instead of looping forever."""
+    if p.entry.deliveries <= max_deliveries:
+        return p
+    problem = f"gave up after {p.entry.deliveries} deliveries without an outcome"
+    return Parsed(p.entry, p.job_id, None, problem, give_up=True)
+
+
 def _decode(entry: StreamEntry, max_bytes: int) -> dict[str, Any] | str:
     """The entry's job as a dict, or what is wrong with it."""
     if entry.raw is None:
@@ -178,7 +195,8 @@ def _send_and_judge(
     sendable: list[Parsed] = []
     for p in mine:
         if p.job is None:
-            result = ItemResult("rejected", error=(None, p.problem or "invalid job"))
+            status: Status = "failed" if p.give_up else "rejected"
+            result = ItemResult(status, error=(None, p.problem or "invalid job"))
             finished.append(_finish(p, channel, result))
         else:
             sendable.append(p)
@@ -188,8 +206,8 @@ def _send_and_judge(
         report.requests, report.splits = stats.requests, stats.splits
         finished += [_finish(p, channel, r) for p, r in zip(sendable, results, strict=True)]
     for f in finished:
-        status = f.state.split(":", 1)[0]
-        setattr(report, status, getattr(report, status) + 1)
+        final = f.state.split(":", 1)[0]
+        setattr(report, final, getattr(report, final) + 1)
     return finished
 
 

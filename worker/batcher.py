@@ -22,6 +22,8 @@ from celery import Celery, bootsteps
 from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
 from tasks.keys import CONSUMER_GROUP, JOB_FIELD, SEND_BATCH, Keys
+from worker.batch import StreamEntry, process_batch
+from worker.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +36,22 @@ class Buffer:
     channel: Channel
     size: int
     linger_s: float
-    entries: list[tuple[str, str | None, float]] = field(default_factory=list)
+    entries: list[tuple[StreamEntry, float]] = field(default_factory=list)  # and when read
 
     def due(self, now: float) -> bool:
         return bool(self.entries) and (
-            len(self.entries) >= self.size or now - self.entries[0][2] >= self.linger_s
+            len(self.entries) >= self.size or now - self.entries[0][1] >= self.linger_s
         )
 
     def wait_s(self, now: float) -> float:
         """How long until this buffer is due (for the read's BLOCK)."""
         if not self.entries:
             return float("inf")
-        return max(0.0, self.entries[0][2] + self.linger_s - now)
+        return max(0.0, self.entries[0][1] + self.linger_s - now)
 
-    def take(self) -> list[tuple[str, str | None]]:
+    def take(self) -> list[StreamEntry]:
         batch, self.entries = self.entries[: self.size], self.entries[self.size :]
-        return [(entry_id, raw) for entry_id, raw, _ in batch]
+        return [entry for entry, _ in batch]
 
 
 class Batcher:
@@ -123,7 +125,8 @@ class Batcher:
         for stream, entries in reply or []:
             channel = _text(stream).rsplit(":", 1)[1]
             self._buffers[channel].entries += [
-                (_text(entry_id), _job_field(fields), seen) for entry_id, fields in entries
+                (StreamEntry(_text(entry_id), _job_field(fields)), seen)
+                for entry_id, fields in entries
             ]
 
     def _dispatch_due(self, now: float) -> None:
@@ -134,13 +137,13 @@ class Batcher:
                     self._dispatch(buffer.channel, batch)
                 except Exception:
                     # The broker is unreachable: keep the batch and try again next tick.
-                    buffer.entries[:0] = [(e, r, now) for e, r in batch]
+                    buffer.entries[:0] = [(entry, now) for entry in batch]
                     raise
 
-    def _dispatch(self, channel: Channel, batch: list[tuple[str, str | None]]) -> None:
+    def _dispatch(self, channel: Channel, batch: list[StreamEntry]) -> None:
         self._app.send_task(
             SEND_BATCH,
-            args=[channel.name, batch],
+            args=[channel.name, [[e.entry_id, e.raw, e.deliveries] for e in batch]],
             queue=channel.queue,
             argsrepr=f"({channel.name!r}, <{len(batch)} jobs>)",
         )
@@ -176,9 +179,26 @@ class Batcher:
                     buffer.channel.name,
                     self._settings.reclaim_idle_ms,
                 )
+                deliveries = self._deliveries(stream, [_text(e) for e, _ in live])
                 overdue = now - buffer.linger_s
-                buffer.entries += [(_text(e), _job_field(f), overdue) for e, f in live]
+                buffer.entries += [
+                    (StreamEntry(_text(e), _job_field(f), deliveries.get(_text(e), 1)), overdue)
+                    for e, f in live
+                ]
             self._forget_stale_consumers(stream)
+
+    def _deliveries(self, stream: str, entry_ids: list[str]) -> dict[str, int]:
+        """How often each entry was handed to a consumer: the batch gives up on one that
+        never finishes however often it is retried (a poison job)."""
+        pending: Any = self._redis.xpending_range(
+            stream,
+            CONSUMER_GROUP,
+            min=entry_ids[0],
+            max=entry_ids[-1],
+            count=len(entry_ids) + 10_000,
+            consumername=self._consumer,
+        )
+        return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     def _forget_stale_consumers(self, stream: str) -> None:
         """Consumers of pods long gone, with nothing pending, only clutter XINFO."""
@@ -197,15 +217,10 @@ class Batcher:
     # -- shutdown ----------------------------------------------------------------------------
 
     def _drain(self, deadline: float) -> None:
-        from worker.batch import StreamEntry, process_batch  # noqa: PLC0415
-        from worker.resources import Resources  # noqa: PLC0415
-
         for buffer in self._buffers.values():
             while buffer.entries and time.monotonic() < deadline:
-                batch = buffer.take()
-                entries = [StreamEntry(entry_id, raw) for entry_id, raw in batch]
                 try:
-                    process_batch(Resources.current(), buffer.channel.name, entries)
+                    process_batch(Resources.current(), buffer.channel.name, buffer.take())
                 except Exception:
                     log.exception(
                         "draining a %s batch failed; it stays pending", buffer.channel.name

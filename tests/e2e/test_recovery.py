@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from tests.contract_cases import variant
+from tasks.keys import CONSUMER_GROUP
+from tests.contract_cases import BASE, variant
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import pending, wait_until
 from tests.e2e.sandbox_view import received, stats
@@ -66,3 +67,27 @@ def test_sigterm_drains_and_exits_cleanly(e2e: E2E) -> None:
     assert took < 20
     log = worker.log.read_text()
     assert "Traceback" not in log
+
+
+def test_a_job_that_never_finishes_is_given_up_after_max_deliveries(e2e: E2E) -> None:
+    """As if a job had crashed its worker again and again: Redis counts the deliveries."""
+    stream = e2e.keys.jobs("SMS")
+    e2e.redis.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+    poison = e2e.producer.enqueue({"jobId": "poison", "message": BASE["SMS"]})
+    survivor = e2e.producer.enqueue({"jobId": "survivor", "message": BASE["SMS"]})
+    e2e.redis.xreadgroup(CONSUMER_GROUP, "dead-pod", {stream: ">"})
+    for entry, count in ((poison, 12), (survivor, 2)):
+        e2e.redis.xclaim(
+            stream, CONSUMER_GROUP, "dead-pod", 0, [entry.entryId], idle=60_000, retrycount=count
+        )
+
+    e2e.start_worker(MAX_DELIVERIES="10")
+    by_job = e2e.outcomes(2)
+
+    given_up = by_job["poison"]
+    assert given_up.status == "failed"
+    assert given_up.error is not None
+    assert given_up.error.msg == "gave up after 13 deliveries without an outcome"
+    assert by_job["survivor"].status == "accepted"
+    assert e2e.redis.xlen(e2e.keys.dead) == 1
+    assert [r["message"] for r in received(e2e.sandbox)] == [BASE["SMS"]]
