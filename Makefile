@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format schemas sandbox worker flower bench clean
+.PHONY: install demo test soak lint format schemas sandbox worker flower bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Long runs kept out of `make test`: repeated worker kills under API faults.
+soak: install
+	$(PY) -m pytest -m slow -s
 
 lint: install
 	$(VENV)/bin/ruff check .
