@@ -75,7 +75,8 @@ class Validator:
     def message(self, obj: Any) -> ApiError | None:
         if not isinstance(obj, dict):
             return invalid("request body")
-        check = self._channels.get(obj.get("channelType"))  # type: ignore[arg-type]
+        channel = obj.get("channelType")
+        check = self._channels.get(channel) if isinstance(channel, str) else None
         if check is None:
             return invalid("channelType")
         return self._common(obj) or check(obj)

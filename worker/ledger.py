@@ -149,11 +149,14 @@ class Ledger:
             self._release(args=[self._keys.ledger(""), owner, orjson.dumps(list(job_ids))])
 
 
+_CLAIMS: dict[str, Claim] = {"claimed": "claimed", "busy": "busy", "done": "done"}
+
+
 def _as_claim(reply: bytes | str) -> Claim:
     text = reply.decode() if isinstance(reply, bytes) else reply
-    if text not in ("claimed", "busy", "done"):
+    if text not in _CLAIMS:
         raise ValueError(f"unexpected claim reply {text!r}")
-    return text  # type: ignore[return-value]
+    return _CLAIMS[text]
 
 
 class _Heartbeat:

@@ -9,6 +9,7 @@ orchestrator restarts the pod whole.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -73,4 +74,6 @@ def _serve_metrics(settings: Settings) -> None:
     try:
         metrics.serve(settings)
     except OSError as error:
-        print(f"metrics: cannot listen on port {settings.metrics_port}: {error}", file=sys.stderr)
+        logging.getLogger(__name__).error(
+            "metrics: cannot listen on port %d: %s", settings.metrics_port, error
+        )
