@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from tasks.channels import CHANNELS
-from tasks.keys import JOB_FIELD, Keys
+from tasks.keys import JOB_FIELD, Keys, as_text
 
 
 def replay(
@@ -38,7 +38,7 @@ def replay(
             pipe.xdel(keys.dead, entry_id)
             pipe.execute()
             moved[job_channel] += 1
-        start = "(" + _text(entries[-1][0])
+        start = "(" + as_text(entries[-1][0])
     return moved
 
 
@@ -51,7 +51,3 @@ def _channel_of(raw: bytes) -> str | None:
         return None
     name = message.get("channelType", "FLASHCALL_CONVERSION" if "messageUuid" in message else None)
     return name if name in CHANNELS else None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

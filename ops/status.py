@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from tasks.channels import CHANNELS
-from tasks.keys import CONSUMER_GROUP, Keys
+from tasks.keys import CONSUMER_GROUP, Keys, as_text
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,14 @@ def _channel(client: redis.Redis, keys: Keys, name: str, now_ms: float) -> Chann
     if not client.exists(stream):
         return ChannelStatus(name, queue, 0, 0, 0, 0, None)
     groups: Any = client.xinfo_groups(stream)
-    group = next((g for g in groups if _text(g["name"]) == CONSUMER_GROUP), None)
+    group = next((g for g in groups if as_text(g["name"]) == CONSUMER_GROUP), None)
     if group is None:  # no worker has started on this stream yet: everything is unread
         length = int(client.xlen(stream))
         return ChannelStatus(name, queue, length, length, 0, 0, None)
     pending: Any = client.xpending(stream, CONSUMER_GROUP)
     oldest = None
     if pending["pending"]:
-        oldest_ms = int(_text(pending["min"]).split("-")[0])
+        oldest_ms = int(as_text(pending["min"]).split("-")[0])
         oldest = round(max(0.0, now_ms - oldest_ms) / 1000, 3)
     lag = group.get("lag")
     return ChannelStatus(
@@ -64,7 +64,3 @@ def _channel(client: redis.Redis, keys: Keys, name: str, now_ms: float) -> Chann
         int(group["consumers"]),
         oldest,
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

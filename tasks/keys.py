@@ -10,6 +10,11 @@ JOB_FIELD = "job"
 OUTCOME_FIELD = "outcome"
 
 
+def as_text(value: bytes | str) -> str:
+    """Redis replies (ids, names) arrive as bytes; the project handles them as text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str

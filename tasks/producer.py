@@ -14,7 +14,7 @@ import redis
 
 from tasks.contract import ContractContext, FieldError
 from tasks.jobs import InvalidJobError, Job, parse_job
-from tasks.keys import JOB_FIELD, Keys
+from tasks.keys import JOB_FIELD, Keys, as_text
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Producer:
         """
         job = self._validate(item)
         entry_id = self._redis.xadd(self._keys.jobs(job.channel), {JOB_FIELD: job.to_wire()})
-        return Enqueued(0, job.jobId, job.channel, _text(entry_id))
+        return Enqueued(0, job.jobId, job.channel, as_text(entry_id))
 
     def enqueue_many(self, items: Iterable[Job | dict[str, Any]]) -> list[EnqueueResult]:
         return list(self.iter_enqueue(items))
@@ -81,12 +81,8 @@ class Producer:
         for _, job in valid:
             pipe.xadd(self._keys.jobs(job.channel), {JOB_FIELD: job.to_wire()})
         for (slot, job), entry_id in zip(valid, pipe.execute(), strict=True):
-            results[slot] = Enqueued(chunk[slot][0], job.jobId, job.channel, _text(entry_id))
+            results[slot] = Enqueued(chunk[slot][0], job.jobId, job.channel, as_text(entry_id))
         return [r for r in results if r is not None]
 
     def _validate(self, item: Job | dict[str, Any]) -> Job:
         return item if isinstance(item, Job) else parse_job(item, self._context)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -32,19 +32,18 @@ def drain_bound_s(env: dict[str, str]) -> float:
     return settings.shutdown_grace_s + settings.retry_max_seconds + settings.send_timeout_s
 
 
-def test_compose_file_is_valid_compose() -> None:
+def validates(tool: str, *args: str | Path) -> None:
+    """Run a schema validator installed in the venv; fail with its report."""
     done = subprocess.run(
-        [
-            str(BIN / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.compose-spec",
-            str(ROOT / "docker-compose.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+        [str(BIN / tool), *map(str, args)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_file_is_valid_compose() -> None:
+    validates(
+        "check-jsonschema", "--builtin-schema", "vendor.compose-spec", ROOT / "docker-compose.yml"
+    )
 
 
 def test_compose_services_and_settings() -> None:
@@ -65,29 +64,17 @@ def test_compose_services_and_settings() -> None:
 
 
 def test_kubernetes_objects_are_valid() -> None:
-    files = [str(p) for p in sorted(K8S.glob("*.yaml")) if p.name != "scaledobject.yaml"]
-    done = subprocess.run(
-        [str(BIN / "kubernetes-validate"), "--strict", *files],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    files = [p for p in sorted(K8S.glob("*.yaml")) if p.name != "scaledobject.yaml"]
+    validates("kubernetes-validate", "--strict", *files)
 
 
 def test_scaled_object_matches_the_keda_schema() -> None:
-    done = subprocess.run(
-        [
-            str(BIN / "check-jsonschema"),
-            "--schemafile",
-            str(K8S / "schemas" / "keda-scaledobject.json"),
-            str(K8S / "scaledobject.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    validates(
+        "check-jsonschema",
+        "--schemafile",
+        K8S / "schemas" / "keda-scaledobject.json",
+        K8S / "scaledobject.yaml",
     )
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_scaled_object_watches_every_channel_stream() -> None:

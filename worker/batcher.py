@@ -21,7 +21,7 @@ from celery import Celery, bootsteps
 
 from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, SEND_BATCH, Keys
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, SEND_BATCH, Keys, as_text
 from worker.batch import StreamEntry, process_batch
 from worker.resources import Resources
 
@@ -123,9 +123,9 @@ class Batcher:
         )
         seen = time.monotonic()
         for stream, entries in reply or []:
-            channel = _text(stream).rsplit(":", 1)[1]
+            channel = as_text(stream).rsplit(":", 1)[1]
             self._buffers[channel].entries += [
-                (StreamEntry(_text(entry_id), _job_field(fields)), seen)
+                (StreamEntry(as_text(entry_id), _job_field(fields)), seen)
                 for entry_id, fields in entries
             ]
 
@@ -179,10 +179,10 @@ class Batcher:
                     buffer.channel.name,
                     self._settings.reclaim_idle_ms,
                 )
-                deliveries = self._deliveries(stream, [_text(e) for e, _ in live])
+                deliveries = self._deliveries(stream, [as_text(e) for e, _ in live])
                 overdue = now - buffer.linger_s
                 buffer.entries += [
-                    (StreamEntry(_text(e), _job_field(f), deliveries.get(_text(e), 1)), overdue)
+                    (StreamEntry(as_text(e), _job_field(f), deliveries.get(as_text(e), 1)), overdue)
                     for e, f in live
                 ]
             self._forget_stale_consumers(stream)
@@ -198,7 +198,7 @@ class Batcher:
             count=len(entry_ids) + 10_000,
             consumername=self._consumer,
         )
-        return {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        return {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
 
     def _forget_stale_consumers(self, stream: str) -> None:
         """Consumers of pods long gone, with nothing pending, only clutter XINFO."""
@@ -255,10 +255,6 @@ class BatcherStep(bootsteps.StartStopStep):
         if self.batcher is not None:
             self.batcher.stop()
             self.batcher = None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _job_field(fields: dict[bytes, bytes] | None) -> str | None:
