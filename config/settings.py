@@ -69,18 +69,20 @@ class Settings(BaseSettings):
     )
 
     # Reliability.
-    reclaim_idle_ms: int = Field(
-        20_000,
-        ge=1000,
-        le=3_600_000,
-        description="A job read by a worker that died is taken over after this idle time.",
-    )
-    owner_lease_ms: int = Field(
+    lease_ms: int = Field(
         10_000,
         ge=500,
         le=600_000,
-        description="A sending batch's liveness lease, renewed every third of it; a crashed "
-        "worker's jobs may be sent again once it lapses.",
+        description="Liveness lease of every holder of stream entries (a reader, a queued or "
+        "a running batch), renewed every quarter of it; when a holder's process dies its "
+        "entries are taken over this long after its last renewal.",
+    )
+    queued_batch_timeout_s: float = Field(
+        600.0,
+        ge=10,
+        le=86_400,
+        description="A batch still waiting on the broker after this long is let go (its task "
+        "was lost with the broker, say): its entries are taken over and batched again.",
     )
     ledger_ttl_s: int = Field(
         172_800,

@@ -22,6 +22,11 @@ def _check_job_id(value: str) -> str:
     return value
 
 
+def is_job_id(value: object) -> bool:
+    """Whether a value read from outside can serve as a jobId (and a ledger key)."""
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
+
+
 JobId = Annotated[str, AfterValidator(_check_job_id), documented(pattern=f"^{_JOB_ID.pattern}$")]
 
 
@@ -94,7 +99,11 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    jobId: str
+    jobId: str = Field(
+        description="The job's jobId; the stream entry id when the job has none or an "
+        "unusable one (then `error` says so)."
+    )
+    entryId: str | None = Field(None, description="The job's stream entry id.")
     status: OutcomeStatus
     channelType: str | None = Field(description="The job's channel; null if unreadable.")
     destination: str | None = None
@@ -117,6 +126,7 @@ __all__ = [
     "Job",
     "Outcome",
     "OutcomeStatus",
+    "is_job_id",
     "new_job_id",
     "parse_job",
 ]

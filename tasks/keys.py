@@ -34,13 +34,13 @@ class Keys:
         return f"{self.prefix}:dead"
 
     def ledger(self, job_id: str) -> str:
-        """A jobId's state: `inflight:{owner}`, then its final status (see worker/ledger.py)."""
+        """A jobId's state: `inflight:{batch}`, then its final status (see worker/ledger.py)."""
         return f"{self.prefix}:ledger:{job_id}"
 
-    @property
-    def owner_prefix(self) -> str:
-        """`{owner_prefix}{owner}` lives while the batch `owner` is being sent."""
-        return f"{self.prefix}:owner:"
+    def lease(self, holder: str) -> str:
+        """Lives while `holder` (a reader or a batch: a consumer of the group) is alive; its
+        value says what it is doing (see worker/ownership.py)."""
+        return f"{self.prefix}:lease:{holder}"
 
     @property
     def celery(self) -> str:

@@ -6,15 +6,17 @@ from typing import Any
 
 from tasks.keys import SEND_BATCH
 from worker.app import app
-from worker.batch import StreamEntry, process_batch
+from worker.batch import process_batch
 from worker.resources import Resources
 
 
 @app.task(name=SEND_BATCH)
-def send_batch(channel: str, entries: list[list[Any]]) -> dict[str, Any]:
-    """`entries`: [stream entry id, the entry's `job` field, deliveries] in stream order (a
-    task from before deliveries were counted has two items per entry)."""
-    report = process_batch(Resources.current(), channel, [StreamEntry(*e) for e in entries])
+def send_batch(channel: str, batch: str) -> dict[str, Any]:
+    """`batch` names the entries to send (their holder in the consumer group): the broker,
+    Flower and `celery inspect` see that reference, never a job's number or text."""
+    report = process_batch(Resources.current(), channel, batch)
+    if report is None:
+        return {"channel": channel, "stale": True}
     return {
         "channel": channel,
         "size": report.size,

@@ -77,6 +77,7 @@ def test_outcome_json_has_every_field() -> None:
     data = json.loads(outcome.to_wire())
     assert set(data) == {
         "jobId",
+        "entryId",
         "status",
         "channelType",
         "destination",

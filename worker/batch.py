@@ -1,14 +1,15 @@
 """One batch of one channel, top to bottom.
 
-entries read from the channel's stream
-  → each re-validated (an invalid or malformed one is rejected, never sent)
+the batch starts: it gets the entries it holds (worker/ownership.py), or nothing when stale
+  → each entry parsed and re-validated (an invalid or malformed one is rejected, never sent)
   → jobIds claimed in the ledger (finished ones are only acknowledged; ones another live
     batch holds are left pending)
   → POSTed (retries, 422 splitting: worker/delivery.py)
-  → outcomes published to the results stream with the ledger updated, atomically
-  → stream entries acknowledged and deleted.
-A crash anywhere before the last step leaves the entries pending; a live worker reclaims them
-and the ledger keeps finished jobs from being sent again.
+  → one Lua step publishes the outcomes with the ledger and acknowledges and deletes the
+    entries whose job is final (worker/ledger.py).
+A crash anywhere before the last step leaves the entries with the batch; when its lease
+lapses a live reader takes them over, and the ledger keeps finished jobs from being sent
+again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import redis
 from pydantic import ValidationError
 from tenacity import (
@@ -29,28 +29,22 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from tasks import untrusted
 from tasks.channels import CHANNELS
 from tasks.contract import ContractContext, field_errors, to_api_json
-from tasks.jobs import ApiError, Job, Outcome
-from tasks.keys import CONSUMER_GROUP
+from tasks.jobs import ApiError, Job, Outcome, is_job_id
 from worker import metrics
 from worker.delivery import ItemResult, Status, deliver
-from worker.ledger import Finished
+from worker.ledger import Finished, FinishReport
+from worker.ownership import HeldEntry
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class StreamEntry:
-    entry_id: str
-    raw: str | None  # the entry's `job` field; None when it has none
-    deliveries: int = 1  # times the group handed it to a consumer (known when reclaimed)
-
-
-@dataclass(frozen=True)
 class Parsed:
-    entry: StreamEntry
+    entry: HeldEntry
     job_id: str
     job: Job | None
     problem: str | None  # why the entry cannot be sent
@@ -80,56 +74,78 @@ class BatchReport:
         )
 
 
-def process_batch(res: Resources, channel: str, entries: list[StreamEntry]) -> BatchReport:
-    started = time.monotonic()
-    report = BatchReport(channel, len(entries))
-    context = ContractContext(flashcall_code_max_digits=res.settings.flashcall_code_max_digits)
-    parsed = [
-        _give_up(
-            parse_entry(e, channel, context, res.settings.max_job_bytes),
-            res.settings.max_deliveries,
-        )
-        for e in entries
-    ]
+def process_batch(res: Resources, channel: str, batch: str) -> BatchReport | None:
+    """Send a queued batch; None when it is stale (taken over while it waited)."""
+    held = res.ownership.start(channel, batch)
+    if held is None:
+        log.info("batch channel=%s id=%s is stale: taken over while it waited", channel, batch)
+        return None
+    res.leases.add(batch)
+    try:
+        return _process(res, channel, batch, held)
+    finally:
+        res.leases.remove(batch)
 
-    done_entries: list[str] = []
-    with res.ledger.owner() as owner:
-        first: dict[str, Parsed] = {}
-        for p in parsed:
-            if p.job_id in first:
-                report.finished_before += 1  # same jobId twice in one batch: sent once
-                done_entries.append(p.entry.entry_id)
-            else:
-                first[p.job_id] = p
-        claims = res.ledger.claim(owner, list(first))
-        mine: list[Parsed] = []
-        for p, claim in zip(first.values(), claims, strict=True):
-            if claim == "claimed":
-                mine.append(p)
-            elif claim == "done":
-                report.finished_before += 1
-                done_entries.append(p.entry.entry_id)
-            else:
-                report.busy += 1
-        try:
-            finished = _send_and_judge(res, channel, mine, report)
-            report.published = _publish(res, owner, finished)
-            if report.published < len(finished):
-                log.warning(
-                    "batch channel=%s: %d outcome(s) not published: this batch's lease lapsed "
-                    "and another worker took those jobs over (they may have been sent twice)",
-                    channel,
-                    len(finished) - report.published,
-                )
-        except BaseException:
-            res.ledger.release(owner, [p.job_id for p in mine])
-            raise
-        done_entries += [p.entry.entry_id for p in mine]
-    _acknowledge(res, channel, done_entries)
+
+def _process(res: Resources, channel: str, batch: str, held: list[HeldEntry]) -> BatchReport:
+    started = time.monotonic()
+    report = BatchReport(channel, len(held))
+    context = ContractContext(flashcall_code_max_digits=res.settings.flashcall_code_max_digits)
+    acks: list[Finished] = [Finished(e.entry_id, "") for e in held if e.raw is None]
+    parsed = [
+        parse_entry(e, channel, context, res.settings.max_job_bytes)
+        for e in held
+        if e.raw is not None
+    ]
+    first: dict[str, Parsed] = {}
+    for p in parsed:
+        if p.job_id in first:
+            report.finished_before += 1  # the same jobId twice in one batch: sent once
+            acks.append(Finished(p.entry.entry_id, p.job_id))
+        else:
+            first[p.job_id] = p
+    mine: list[Parsed] = []
+    for p, claim in zip(first.values(), res.ledger.claim(batch, list(first)), strict=True):
+        if claim == "claimed":
+            mine.append(_give_up(p, res.settings.max_deliveries))
+        elif claim == "done":
+            report.finished_before += 1
+            acks.append(Finished(p.entry.entry_id, p.job_id))
+        else:
+            report.busy += 1
+    try:
+        outcomes = _send_and_judge(res, channel, mine, report)
+        # Acknowledgements after the outcomes: a duplicate's entry is acknowledged once the
+        # outcome of its jobId is in.
+        finish = _finish_batch(res, channel, batch, outcomes + acks)
+    except BaseException:
+        res.ledger.release(batch, [p.job_id for p in mine])
+        raise
+    report.published = finish.published
+    _warn_unpublished(channel, batch, finish)
     report.seconds = time.monotonic() - started
     _count(report)
     log.info(report.log_line())
     return report
+
+
+def _warn_unpublished(channel: str, batch: str, finish: FinishReport) -> None:
+    if finish.taken:
+        log.warning(
+            "batch channel=%s id=%s: %d outcome(s) not published: this batch's lease lapsed "
+            "and another live batch holds those jobs now (they may be sent twice)",
+            channel,
+            batch,
+            finish.taken,
+        )
+    if finish.already:
+        log.warning(
+            "batch channel=%s id=%s: %d outcome(s) not published: another batch had "
+            "finished those jobs (they may have been sent twice)",
+            channel,
+            batch,
+            finish.already,
+        )
 
 
 def _count(report: BatchReport) -> None:
@@ -147,20 +163,31 @@ def _count(report: BatchReport) -> None:
         metrics.SPLITS.labels(channel).inc(report.splits)
 
 
-def parse_entry(
-    entry: StreamEntry, channel: str, context: ContractContext, max_bytes: int
-) -> Parsed:
-    """The job, or why it cannot be sent; its jobId, or the entry id when it has none."""
+def parse_entry(entry: HeldEntry, channel: str, context: ContractContext, max_bytes: int) -> Parsed:
+    """The job, or why it cannot be sent; never raises, whatever the entry holds.
+
+    Its jobId is the job's own when usable; the entry id when the job has none (then the
+    job has no idempotency key: the same job XADDed twice is sent twice) or an unusable one
+    (then it is rejected, and its outcome says why).
+    """
     data = _decode(entry, max_bytes)
     if isinstance(data, str):
         return Parsed(entry, entry.entry_id, None, data)
-    job_id = data.get("jobId")
-    if not isinstance(job_id, str) or not job_id:
-        data["jobId"] = job_id = entry.entry_id
+    if "jobId" in data and not is_job_id(data["jobId"]):
+        problem = (
+            f"jobId: must be a string of 1 to 128 visible ASCII characters, got "
+            f"{untrusted.quote(data['jobId'])} (this outcome carries the entry id instead)"
+        )
+        return Parsed(entry, entry.entry_id, None, problem)
+    job_id = data.setdefault("jobId", entry.entry_id)
     try:
         job = Job.model_validate(data, context=context)
     except ValidationError as error:
         return Parsed(entry, job_id, None, "; ".join(map(str, field_errors(error))))
+    except Exception as error:
+        # A contract bug must cost one job, not its batch: the bug is logged (never the job).
+        log.exception("entry %s: validation raised %s", entry.entry_id, type(error).__name__)
+        return Parsed(entry, job_id, None, f"could not be validated ({type(error).__name__})")
     if job.channel != channel:
         return Parsed(entry, job_id, None, f"a {job.channel} job on the {channel} stream")
     return Parsed(entry, job_id, job, None)
@@ -175,16 +202,16 @@ def _give_up(p: Parsed, max_deliveries: int) -> Parsed:
     return Parsed(p.entry, p.job_id, None, problem, give_up=True)
 
 
-def _decode(entry: StreamEntry, max_bytes: int) -> dict[str, Any] | str:
+def _decode(entry: HeldEntry, max_bytes: int) -> dict[str, Any] | str:
     """The entry's job as a dict, or what is wrong with it."""
-    if entry.raw is None:
+    if not entry.raw:
         return "the entry has no 'job' field"
     if len(entry.raw) > max_bytes:
-        return f"the entry is larger than {max_bytes} bytes"
+        return f"the job is {len(entry.raw)} bytes, over MAX_JOB_BYTES ({max_bytes})"
     try:
-        data = orjson.loads(entry.raw)
-    except orjson.JSONDecodeError as error:
-        return f"the job is not valid JSON: {error}"
+        data = untrusted.load(entry.raw)
+    except untrusted.UntrustedJsonError as error:
+        return f"the job {error}"
     return data if isinstance(data, dict) else "the job is not a JSON object"
 
 
@@ -215,6 +242,7 @@ def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
     message: Any = p.job.message if p.job else None
     outcome = Outcome(
         jobId=p.job_id,
+        entryId=p.entry.entry_id,
         status=result.status,
         channelType=channel,
         destination=getattr(message, "destination", None),
@@ -227,14 +255,24 @@ def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
         finishedAt=datetime.now(UTC),
     )
     state = f"accepted:{result.message_uuid}" if result.status == "accepted" else result.status
-    dead = (p.entry.raw or "") if result.status == "failed" else ""
-    return Finished(p.job_id, state, outcome.to_wire(), dead)
+    dead = _dead_letter(p) if result.status == "failed" else ""
+    return Finished(p.entry.entry_id, p.job_id, state, outcome.to_wire(), dead)
+
+
+def _dead_letter(p: Parsed) -> str:
+    """What `replay` puts back on the stream: the job as it was enqueued (the validated job
+    when its raw form is not text, which only a poison entry can be)."""
+    raw = p.entry.raw or b""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return p.job.to_wire() if p.job else ""
 
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
-def _publish(res: Resources, owner: str, finished: list[Finished]) -> int:
+def _finish_batch(res: Resources, channel: str, batch: str, rows: list[Finished]) -> FinishReport:
     """Outcomes are never dropped: a Redis outage is waited out, however long it lasts."""
     retrying = Retrying(
         retry=retry_if_exception_type(_REDIS_DOWN),
@@ -244,23 +282,4 @@ def _publish(res: Resources, owner: str, finished: list[Finished]) -> int:
             "publishing outcomes failed, retrying: %s", s.outcome.exception() if s.outcome else ""
         ),
     )
-    return retrying(res.ledger.finish, owner, finished)
-
-
-def _acknowledge(res: Resources, channel: str, entry_ids: list[str]) -> None:
-    if not entry_ids:
-        return
-    stream = res.keys.jobs(channel)
-    retrying = Retrying(
-        retry=retry_if_exception_type(_REDIS_DOWN),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5),
-        stop=stop_never,
-    )
-
-    def ack() -> None:
-        pipe = res.redis.pipeline(transaction=False)
-        pipe.xack(stream, CONSUMER_GROUP, *entry_ids)
-        pipe.xdel(stream, *entry_ids)
-        pipe.execute()
-
-    retrying(ack)
+    return retrying(res.ledger.finish, channel, batch, rows)

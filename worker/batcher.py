@@ -1,14 +1,18 @@
 """The batcher: a worker bootstep reading the channels' streams and cutting batches.
 
-It reads each of its channels' streams through the consumer group (XREADGROUP), keeps one
-buffer per channel, and cuts a batch when it is full or when its first job has waited the
-channel's linger; each batch becomes one `send_batch` task on the channel's queue. Every
-`reclaim_idle/4` it takes over entries a dead worker read but never finished (XAUTOCLAIM).
-On shutdown it stops reading and sends what it holds itself, within the grace period.
+It reads its channels' streams through the consumer group (XREADGROUP) as a *reader* with a
+lease of its own, keeps one buffer of entry ids per channel, and cuts a batch when it is full
+or when its first job has waited the channel's linger: the entries are handed over to the
+new batch (their holder from then on, see worker/ownership.py) and one `send_batch` task
+naming the batch goes on the channel's queue. While the batch waits there, the batcher keeps
+its lease alive; the process that runs it takes over from there. Entries of holders whose
+lease lapsed (their process died) are taken over as soon as that is seen. On shutdown it
+stops reading and sends what it holds itself, within the grace period.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -21,14 +25,17 @@ from celery import Celery, bootsteps
 
 from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, SEND_BATCH, Keys, as_text
-from worker.batch import StreamEntry, process_batch
+from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
+from worker.batch import process_batch
+from worker.ownership import READER_PREFIX, Ownership, new_batch_id
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
 
+#: Longest XREADGROUP block, so leases, reclaims and shutdown are looked at this often.
 MAX_BLOCK_MS = 100
-STALE_CONSUMER_MS = 3_600_000
+#: Entries taken over from a dead holder per script call (the call repeats while it fills).
+RECLAIM_COUNT = 1000
 
 
 @dataclass
@@ -36,7 +43,7 @@ class Buffer:
     channel: Channel
     size: int
     linger_s: float
-    entries: list[tuple[StreamEntry, float]] = field(default_factory=list)  # and when read
+    entries: list[tuple[str, float]] = field(default_factory=list)  # entry id, when read
 
     def due(self, now: float) -> bool:
         return bool(self.entries) and (
@@ -49,39 +56,51 @@ class Buffer:
             return float("inf")
         return max(0.0, self.entries[0][1] + self.linger_s - now)
 
-    def take(self) -> list[StreamEntry]:
+    def take(self) -> list[str]:
         batch, self.entries = self.entries[: self.size], self.entries[self.size :]
-        return [entry for entry, _ in batch]
+        return [entry_id for entry_id, _ in batch]
+
+
+@dataclass
+class Queued:
+    """A batch this batcher cut that no process has started yet."""
+
+    channel: Channel
+    size: int
+    since: float
+    on_broker: bool = False
 
 
 class Batcher:
-    def __init__(
-        self, app: Celery, settings: Settings, channels: list[Channel], consumer: str
-    ) -> None:
+    def __init__(self, app: Celery, settings: Settings, channels: list[Channel], node: str) -> None:
         self._app = app
         self._settings = settings
         self._keys = Keys(settings.dispatch_key_prefix)
-        self._consumer = consumer
         self._redis = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=5, socket_timeout=30
         )
+        self._ownership = Ownership(self._redis, self._keys, settings.lease_ms)
+        self._names = (f"{READER_PREFIX}{node}-{os.getpid()}-{n}" for n in itertools.count())
+        self.reader = next(self._names)
         self._buffers = {
             c.name: Buffer(
                 c, settings.tuning(c.name).batch_size, settings.tuning(c.name).linger_ms / 1000
             )
             for c in channels
         }
+        self._queued: dict[str, Queued] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._next_renewal = 0.0
         self._next_reclaim = 0.0
 
     def start(self) -> None:
-        log.info("batcher %s reads %s", self._consumer, ", ".join(self._buffers))
+        log.info("batcher %s reads %s", self.reader, ", ".join(self._buffers))
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading; send what was read, within the grace period; the rest stays pending
-        (and is reclaimed by a live worker)."""
+        """Stop reading; send what was read, within the grace period; the rest is taken
+        over by a live reader at once (this reader's lease ends)."""
         self._stopping.set()
         self._thread.join(timeout=5)
         self._drain(time.monotonic() + self._settings.shutdown_grace_s)
@@ -89,10 +108,14 @@ class Batcher:
     # -- the loop ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        for name in self._buffers:
-            self._create_group(self._keys.jobs(name))
+        started = False
         while not self._stopping.is_set():
             try:
+                if not started:
+                    for name in self._buffers:
+                        self._create_group(self._keys.jobs(name))
+                    self._ownership.new_reader(self.reader)
+                    started = True
                 self._tick()
             except redis.RedisError as error:
                 log.warning("batcher: Redis error, retrying in 1 s: %s", error)
@@ -104,108 +127,115 @@ class Batcher:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if now >= self._next_renewal:
+            self._renew(now)
+            self._next_renewal = now + self._settings.lease_ms / 4000
         self._dispatch_due(now)
         if now >= self._next_reclaim:
             self._reclaim(now)
-            self._next_reclaim = now + self._settings.reclaim_idle_ms / 4000
+            self._next_reclaim = now + self._settings.lease_ms / 4000
         readable = [b for b in self._buffers.values() if not self._queue_full(b.channel)]
         if not readable:
             self._stopping.wait(0.01)
             return
         wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in self._buffers.values())])
-        block_ms = max(1, int(wait_s * 1000))
         reply: Any = self._redis.xreadgroup(
             CONSUMER_GROUP,
-            self._consumer,
+            self.reader,
             {self._keys.jobs(b.channel.name): ">" for b in readable},
             count=max(b.size for b in readable),
-            block=block_ms,
+            block=max(1, int(wait_s * 1000)),
         )
         seen = time.monotonic()
         for stream, entries in reply or []:
             channel = as_text(stream).rsplit(":", 1)[1]
-            self._buffers[channel].entries += [
-                (StreamEntry(as_text(entry_id), _job_field(fields)), seen)
-                for entry_id, fields in entries
-            ]
+            self._buffers[channel].entries += [(as_text(e), seen) for e, _ in entries]
+
+    def _renew(self, now: float) -> None:
+        """Keep this reader and its batches waiting on the broker alive. A batch that waited
+        longer than `QUEUED_BATCH_TIMEOUT_S` (its task was lost with the broker, say) is let go:
+        its entries are taken over and the task, should it still come, does nothing."""
+        timeout = self._settings.queued_batch_timeout_s
+        for batch, queued in list(self._queued.items()):
+            if now - queued.since > timeout:
+                log.warning("batch %s waited over %.0f s unstarted: let go", batch, timeout)
+                del self._queued[batch]
+        expected = {self.reader: "reader", **dict.fromkeys(self._queued, "queued")}
+        alive = self._ownership.renew(expected)
+        for batch in self._queued.keys() & {h for h, ok in alive.items() if not ok}:
+            del self._queued[batch]  # started (or stale): no longer this batcher's to keep
+        if not alive[self.reader]:
+            self._lost_reader()
+
+    def _lost_reader(self) -> None:
+        """This reader's lease lapsed (the thread stalled, Redis lost it): what it read may
+        be someone else's now, so it forgets all of it and reads on under a new name."""
+        dropped = sum(len(b.entries) for b in self._buffers.values())
+        log.warning(
+            "batcher %s lost its lease; %d read entries left to others", self.reader, dropped
+        )
+        for buffer in self._buffers.values():
+            buffer.entries.clear()
+        self._queued = {b: q for b, q in self._queued.items() if q.on_broker}
+        self.reader = next(self._names)
+        self._ownership.new_reader(self.reader)
 
     def _dispatch_due(self, now: float) -> None:
+        for batch, queued in list(self._queued.items()):
+            if not queued.on_broker:
+                self._put_on_broker(batch, queued)
         for buffer in self._buffers.values():
-            while buffer.due(now):
-                batch = buffer.take()
-                try:
-                    self._dispatch(buffer.channel, batch)
-                except Exception:
-                    # The broker is unreachable: keep the batch and try again next tick.
-                    buffer.entries[:0] = [(entry, now) for entry in batch]
-                    raise
+            while buffer.due(now) and not self._queue_full(buffer.channel):
+                entry_ids = buffer.take()
+                batch = new_batch_id()
+                if not self._ownership.hand_over(
+                    buffer.channel.name, self.reader, batch, entry_ids
+                ):
+                    self._lost_reader()
+                    return
+                queued = Queued(buffer.channel, len(entry_ids), now)
+                self._queued[batch] = queued
+                self._put_on_broker(batch, queued)
 
-    def _dispatch(self, channel: Channel, batch: list[StreamEntry]) -> None:
-        self._app.send_task(
-            SEND_BATCH,
-            args=[channel.name, [[e.entry_id, e.raw, e.deliveries] for e in batch]],
-            queue=channel.queue,
-            argsrepr=f"({channel.name!r}, <{len(batch)} jobs>)",
-        )
+    def _put_on_broker(self, batch: str, queued: Queued) -> None:
+        """A broker that refuses a task (unreachable, out of memory) holds up that batch only:
+        it is offered again on the next tick while its lease is kept."""
+        try:
+            self._app.send_task(
+                SEND_BATCH,
+                args=[queued.channel.name, batch],
+                queue=queued.channel.queue,
+                argsrepr=f"({queued.channel.name!r}, <{queued.size} jobs>)",
+            )
+        except Exception as error:
+            log.warning("batch %s not accepted by the broker, offered again: %s", batch, error)
+        else:
+            queued.on_broker = True
 
     def _queue_full(self, channel: Channel) -> bool:
-        waiting = self._redis.llen(self._keys.celery + channel.queue)
-        return int(waiting) >= self._settings.max_queued_batches
+        unsent = sum(1 for q in self._queued.values() if q.channel == channel and not q.on_broker)
+        waiting = int(self._redis.llen(self._keys.celery + channel.queue)) + unsent
+        return waiting >= self._settings.max_queued_batches
 
     # -- recovery ----------------------------------------------------------------------------
 
     def _reclaim(self, now: float) -> None:
-        """Take over entries idle longer than reclaim_idle: their reader died (or is slow;
-        the ledger tells them apart when the batch runs)."""
+        """Take over the entries of every holder whose lease is gone, as fast as batches of
+        them can be cut; forget holders that hold nothing."""
         for buffer in self._buffers.values():
-            stream = self._keys.jobs(buffer.channel.name)
-            reply: Any = self._redis.xautoclaim(
-                stream,
-                CONSUMER_GROUP,
-                self._consumer,
-                min_idle_time=self._settings.reclaim_idle_ms,
-                start_id="0-0",
-                count=1000,
-            )
-            claimed, deleted = reply[1], reply[2] if len(reply) > 2 else []
-            live = [(e, f) for e, f in claimed if f is not None]
-            gone = [e for e, f in claimed if f is None] + list(deleted)
-            if gone:
-                self._redis.xack(stream, CONSUMER_GROUP, *gone)
-            if live:
-                log.warning(
-                    "reclaimed %d %s entries idle > %d ms",
-                    len(live),
-                    buffer.channel.name,
-                    self._settings.reclaim_idle_ms,
-                )
-                deliveries = self._deliveries(stream, [as_text(e) for e, _ in live])
-                overdue = now - buffer.linger_s
-                buffer.entries += [
-                    (StreamEntry(as_text(e), _job_field(f), deliveries.get(as_text(e), 1)), overdue)
-                    for e, f in live
-                ]
-            self._forget_stale_consumers(stream)
-
-    def _deliveries(self, stream: str, entry_ids: list[str]) -> dict[str, int]:
-        """How often each entry was handed to a consumer: the batch gives up on one that
-        never finishes however often it is retried (a poison job)."""
-        pending: Any = self._redis.xpending_range(
-            stream,
-            CONSUMER_GROUP,
-            min=entry_ids[0],
-            max=entry_ids[-1],
-            count=len(entry_ids) + 10_000,
-            consumername=self._consumer,
-        )
-        return {as_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
-
-    def _forget_stale_consumers(self, stream: str) -> None:
-        """Consumers of pods long gone, with nothing pending, only clutter XINFO."""
-        consumers: Any = self._redis.xinfo_consumers(stream, CONSUMER_GROUP)
-        for consumer in consumers:
-            if consumer["pending"] == 0 and consumer["idle"] > STALE_CONSUMER_MS:
-                self._redis.xgroup_delconsumer(stream, CONSUMER_GROUP, consumer["name"])
+            name = buffer.channel.name
+            for dead in self._ownership.dead_holders(name, exclude=self.reader):
+                while len(buffer.entries) < 2 * buffer.size:
+                    taken = self._ownership.reclaim(name, dead, self.reader, RECLAIM_COUNT)
+                    if not taken:
+                        break
+                    log.warning(
+                        "took over %d %s entries of %s (lease lapsed)", len(taken), name, dead
+                    )
+                    overdue = now - buffer.linger_s
+                    buffer.entries += [(entry_id, overdue) for entry_id in taken]
+                    if len(taken) < RECLAIM_COUNT:
+                        break
 
     def _create_group(self, stream: str) -> None:
         try:
@@ -217,20 +247,30 @@ class Batcher:
     # -- shutdown ----------------------------------------------------------------------------
 
     def _drain(self, deadline: float) -> None:
+        res = Resources.current()
+        for batch, queued in list(self._queued.items()):
+            if not queued.on_broker and time.monotonic() < deadline:
+                self._send_here(res, queued.channel, batch)
         for buffer in self._buffers.values():
             while buffer.entries and time.monotonic() < deadline:
-                try:
-                    process_batch(Resources.current(), buffer.channel.name, buffer.take())
-                except Exception:
-                    log.exception(
-                        "draining a %s batch failed; it stays pending", buffer.channel.name
-                    )
+                self._ownership.renew({self.reader: "reader"})
+                batch = new_batch_id()
+                entry_ids = buffer.take()
+                if self._ownership.hand_over(buffer.channel.name, self.reader, batch, entry_ids):
+                    self._send_here(res, buffer.channel, batch)
             if buffer.entries:
                 log.warning(
-                    "grace period over: %d %s entries stay pending for another worker",
+                    "grace period over: %d %s entries left to another worker",
                     len(buffer.entries),
                     buffer.channel.name,
                 )
+        self._ownership.end(self.reader)
+
+    def _send_here(self, res: Resources, channel: Channel, batch: str) -> None:
+        try:
+            process_batch(res, channel.name, batch)
+        except Exception:
+            log.exception("draining a %s batch failed; another worker takes it over", channel.name)
 
 
 class BatcherStep(bootsteps.StartStopStep):
@@ -247,16 +287,10 @@ class BatcherStep(bootsteps.StartStopStep):
         channels = [c for c in CHANNELS.values() if c.queue in queues]
         if not channels:
             return
-        consumer = f"{worker.hostname}-{os.getpid()}"
-        self.batcher = Batcher(worker.app, get_settings(), channels, consumer)
+        self.batcher = Batcher(worker.app, get_settings(), channels, worker.hostname)
         self.batcher.start()
 
     def stop(self, worker: Any) -> None:
         if self.batcher is not None:
             self.batcher.stop()
             self.batcher = None
-
-
-def _job_field(fields: dict[bytes, bytes] | None) -> str | None:
-    raw = (fields or {}).get(JOB_FIELD.encode())
-    return None if raw is None else raw.decode("utf-8", errors="replace")

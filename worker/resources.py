@@ -16,6 +16,7 @@ from config import Settings, get_settings
 from tasks.keys import Keys
 from worker.api_client import ApiClient
 from worker.ledger import Ledger
+from worker.ownership import LeaseKeeper, Ownership
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Resources:
     keys: Keys
     redis: redis.Redis
     ledger: Ledger
+    ownership: Ownership
+    leases: LeaseKeeper
     api: ApiClient
 
     _current: ClassVar[tuple[int, Resources] | None] = None
@@ -43,5 +46,13 @@ class Resources:
             socket_timeout=30,
             health_check_interval=30,
         )
-        ledger = Ledger(client, keys, settings.ledger_ttl_s, settings.owner_lease_ms)
-        return cls(settings, keys, client, ledger, ApiClient(settings))
+        lease_ms = settings.lease_ms
+        return cls(
+            settings,
+            keys,
+            client,
+            Ledger(client, keys, settings.ledger_ttl_s, park_ms=lease_ms),
+            Ownership(client, keys, lease_ms),
+            LeaseKeeper(client, keys, lease_ms),
+            ApiClient(settings),
+        )

@@ -22,8 +22,7 @@ SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 
 # Fast settings so failures and recoveries happen within seconds.
 FAST = {
-    "RECLAIM_IDLE_MS": "2000",
-    "OWNER_LEASE_MS": "1500",
+    "LEASE_MS": "1500",
     "RETRY_BACKOFF_MS": "50",
     "RETRY_BACKOFF_MAX_MS": "200",
     "RETRY_MAX_ATTEMPTS": "3",

@@ -1,0 +1,67 @@
+-- Finish a batch in one step: publish each outcome with its ledger state, acknowledge and
+-- delete each entry whose job is final, then end the batch (or park what it could not
+-- finish). An entry is acknowledged only when its job's outcome is in Redis.
+-- KEYS[1]  the job stream
+-- KEYS[2]  the batch's lease key
+-- KEYS[3]  the results stream
+-- KEYS[4]  the dead-letter stream
+-- ARGV[1]  consumer group
+-- ARGV[2]  the batch id (its consumer name)
+-- ARGV[3]  ledger key prefix
+-- ARGV[4]  lease key prefix
+-- ARGV[5]  ledger ttl (s)
+-- ARGV[6]  park (ms): how long entries left pending wait before they are taken over
+-- ARGV[7]  JSON array of rows {entry id, jobId, final state, outcome JSON, job JSON}; the
+--          last three are '' for an entry whose jobId finished before (only acknowledged);
+--          the job JSON is '' unless the job goes to the dead letters. A row with jobId ''
+--          is an entry deleted meanwhile: only acknowledged. Rows are taken in order, so an
+--          acknowledgement comes after the outcome of its jobId.
+-- An outcome is published when the ledger holds this batch's claim, no claim (Redis lost
+-- it: the job was sent and must not end without an outcome) or the claim of a dead batch.
+-- It is not when the job is final already or another live batch holds it.
+-- Returns {published, final already, held by another live batch, entries acknowledged}.
+local claim = 'inflight:' .. ARGV[2]
+local published, already, taken, acked = 0, 0, 0, 0
+for _, row in ipairs(cjson.decode(ARGV[7])) do
+  local entry, key = row[1], ARGV[3] .. row[2]
+  local final, mine = false, false
+  if row[2] == '' then
+    final = true
+  else
+    local state = redis.call('GET', key)
+    if not state or state == claim then
+      mine = true
+    elseif string.sub(state, 1, 9) == 'inflight:' then
+      mine = redis.call('EXISTS', ARGV[4] .. string.sub(state, 10)) == 0
+      if not mine then taken = taken + 1 end
+    else
+      final = true
+    end
+  end
+  if mine and row[3] ~= '' then
+    redis.call('SET', key, row[3], 'EX', ARGV[5])
+    redis.call('XADD', KEYS[3], '*', 'outcome', row[4])
+    if row[5] ~= '' then
+      redis.call('XADD', KEYS[4], '*', 'job', row[5], 'outcome', row[4])
+    end
+    published = published + 1
+    final = true
+  elseif final and row[3] ~= '' then
+    already = already + 1
+  end
+  if final then
+    local holder = redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)[1]
+    if holder and holder[2] == ARGV[2] then
+      redis.call('XACK', KEYS[1], ARGV[1], entry)
+      redis.call('XDEL', KEYS[1], entry)
+      acked = acked + 1
+    end
+  end
+end
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('SET', KEYS[2], 'parked', 'PX', ARGV[6])
+end
+return {published, already, taken, acked}

@@ -1,0 +1,27 @@
+-- Start a queued batch: from now on the process sending it keeps its lease alive.
+-- KEYS[1]  the job stream
+-- KEYS[2]  the batch's lease key
+-- ARGV[1]  consumer group
+-- ARGV[2]  the batch id (its consumer name)
+-- ARGV[3]  lease (ms)
+-- Returns false when the batch is not queued (its lease lapsed and its entries were taken
+-- over, or another copy of the task runs it): a stale task does nothing. Otherwise one
+-- {entry id, deliveries, job field or false} per entry the batch holds, oldest first.
+if redis.call('GET', KEYS[2]) ~= 'queued' then
+  return false
+end
+redis.call('SET', KEYS[2], 'running', 'PX', ARGV[3])
+local out = {}
+for i, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])) do
+  local body = false
+  local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])[1]
+  if entry then
+    local fields = entry[2]
+    for f = 1, #fields, 2 do
+      if fields[f] == 'job' then body = fields[f + 1] end
+    end
+    if not body then body = '' end
+  end
+  out[i] = {p[1], p[4], body}
+end
+return out

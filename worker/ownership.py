@@ -1,0 +1,175 @@
+"""Who holds a job stream's entries: the one invariant a batch's life rests on.
+
+Every pending entry of a job stream belongs to exactly one holder, its consumer in the
+group: a *reader* (a batcher, which read it and has not yet cut it into a batch) or a
+*batch* (queued on Celery or running). A holder is alive while its lease key
+`{prefix}:lease:{holder}` exists, and the key's value says what it is doing:
+
+    reader   renewed by its batcher thread
+    queued   a batch on the Celery queue, renewed by the batcher that cut it
+    running  renewed by the process sending it (ledger heartbeat)
+    parked   a finished batch that left entries pending (their jobIds were busy elsewhere)
+
+Entries change holder only in Lua scripts that check the leases: a reader hands entries to
+a new batch (`hand_over.lua`); a batch starts only while it is `queued` (`start.lua`); the
+entries of a holder whose lease is gone are taken over by a live reader (`reclaim.lua`).
+A lapsed lease is never renewed or revived, so a holder that lost it has lost its entries
+for good: a stale Celery task (its batch taken over while it waited) does nothing, and a
+slow but alive batch is never taken over. So an entry belongs to at most one live batch,
+queued or running, and a `failed` job is sent again only by an explicit replay (the ledger).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from redis.commands.core import Script
+
+from tasks.keys import CONSUMER_GROUP, Keys, as_text
+
+LUA = Path(__file__).with_name("lua")
+
+#: Holder names: a reader is `r-{node}-{pid}-{n}`, a batch `b-{uuid}`.
+READER_PREFIX = "r-"
+BATCH_PREFIX = "b-"
+
+
+def script(client: redis.Redis, name: str) -> Script:
+    """A Lua script of `worker/lua/` (its KEYS and ARGV are documented at its top)."""
+    return client.register_script((LUA / f"{name}.lua").read_text(encoding="utf-8"))
+
+
+def new_batch_id() -> str:
+    return BATCH_PREFIX + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """A stream entry as its new holder gets it."""
+
+    entry_id: str
+    deliveries: int  # times handed to a holder: 1, plus one per holder that died with it
+    raw: bytes | None  # the `job` field; b"" when the entry has none, None when it is gone
+
+
+class Ownership:
+    def __init__(self, client: redis.Redis, keys: Keys, lease_ms: int) -> None:
+        self._redis = client
+        self._keys = keys
+        self.lease_ms = lease_ms
+        self._hand_over = script(client, "hand_over")
+        self._start = script(client, "start")
+        self._reclaim = script(client, "reclaim")
+        self._renew = script(client, "renew")
+
+    def new_reader(self, name: str) -> None:
+        self._redis.set(self._keys.lease(name), "reader", px=self.lease_ms)
+
+    def end(self, holder: str) -> None:
+        """A holder that stops: what it still holds is taken over at once."""
+        self._redis.delete(self._keys.lease(holder))
+
+    def hand_over(self, channel: str, reader: str, batch: str, entry_ids: Sequence[str]) -> bool:
+        """Make `batch` (queued) the holder of these entries; False if the reader is dead."""
+        moved = self._hand_over(
+            keys=[self._keys.jobs(channel), self._keys.lease(reader), self._keys.lease(batch)],
+            args=[CONSUMER_GROUP, batch, self.lease_ms, orjson.dumps(list(entry_ids))],
+        )
+        return int(moved) >= 0
+
+    def start(self, channel: str, batch: str) -> list[HeldEntry] | None:
+        """The entries of a queued batch, now running; None for a stale batch."""
+        reply: Any = self._start(
+            keys=[self._keys.jobs(channel), self._keys.lease(batch)],
+            args=[CONSUMER_GROUP, batch, self.lease_ms],
+        )
+        if reply is None:
+            return None
+        return [_held(row) for row in reply]
+
+    def reclaim(self, channel: str, dead: str, reader: str, count: int) -> list[str] | None:
+        """Ids of up to `count` entries of `dead` now held by `reader`; None if `dead` is
+        alive after all."""
+        reply: Any = self._reclaim(
+            keys=[self._keys.jobs(channel), self._keys.lease(dead)],
+            args=[CONSUMER_GROUP, dead, reader, count],
+        )
+        return None if reply is None else [as_text(e) for e in reply]
+
+    def renew(self, expected: dict[str, str]) -> dict[str, bool]:
+        """Renew each holder's lease if it still holds the expected value."""
+        holders = list(expected)
+        if not holders:
+            return {}
+        reply: Any = self._renew(
+            keys=[self._keys.lease(h) for h in holders],
+            args=[self.lease_ms, *(expected[h] for h in holders)],
+        )
+        return {h: bool(r) for h, r in zip(holders, reply, strict=True)}
+
+    def dead_holders(self, channel: str, exclude: str) -> list[str]:
+        """Consumers of the channel's stream whose lease is gone (holding entries or not)."""
+        consumers: Any = self._redis.xinfo_consumers(self._keys.jobs(channel), CONSUMER_GROUP)
+        names = [as_text(c["name"]) for c in consumers if as_text(c["name"]) != exclude]
+        if not names:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self._keys.lease(name))
+        return [n for n, alive in zip(names, pipe.execute(), strict=True) if not alive]
+
+
+def _held(row: list[Any]) -> HeldEntry:
+    entry_id, deliveries, raw = row
+    return HeldEntry(as_text(entry_id), int(deliveries), raw)
+
+
+class LeaseKeeper:
+    """One daemon thread per process renewing the leases of the batches it is sending.
+
+    PEXPIRE never creates a key, so a lease that lapsed (the process stalled too long and the
+    batch was taken over) stays lapsed: the batch's outcomes are then not published by it.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, lease_ms: int) -> None:
+        self._redis = client
+        self._keys = keys
+        self._lease_ms = lease_ms
+        self._live: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, batch: str) -> None:
+        with self._lock:
+            self._live.add(self._keys.lease(batch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+                self._thread.start()
+
+    def remove(self, batch: str) -> None:
+        with self._lock:
+            self._live.discard(self._keys.lease(batch))
+
+    def _run(self) -> None:
+        interval = self._lease_ms / 3000
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                live = list(self._live)
+            if not live:
+                continue
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in live:
+                    pipe.pexpire(key, self._lease_ms)
+                pipe.execute()
+            except redis.RedisError:
+                continue  # the next beat tries again; a lapse only allows a takeover
