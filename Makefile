@@ -55,6 +55,7 @@ flower: install
 bench: install
 	$(PY) -m bench.sandbox_throughput
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.cli_memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

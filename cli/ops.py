@@ -57,6 +57,11 @@ def status(
         )
     out.print(table)
     out.print(f"results stream: {state.results}   dead letters: {state.dead}")
+    for stray in state.stray:
+        out.print(
+            f"[yellow]warning: {stray.stream} holds {stray.length} entries that no worker reads "
+            f"(channels: {', '.join(CHANNELS)}); they get no outcome until moved[/]"
+        )
 
 
 def replay(

@@ -24,10 +24,20 @@ class ChannelStatus:
 
 
 @dataclass(frozen=True)
+class StrayStream:
+    """A stream under `{prefix}:jobs:` that no worker reads (`jobs:sms`, `jobs:VIBER`): its
+    entries never get an outcome until they are moved to a channel's stream."""
+
+    stream: str
+    length: int
+
+
+@dataclass(frozen=True)
 class Status:
     channels: list[ChannelStatus]
     results: int
     dead: int
+    stray: list[StrayStream]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,7 +46,22 @@ class Status:
 def snapshot(client: redis.Redis, keys: Keys) -> Status:
     now_ms = time.time() * 1000
     channels = [_channel(client, keys, name, now_ms) for name in CHANNELS]
-    return Status(channels, int(client.xlen(keys.results)), int(client.xlen(keys.dead)))
+    return Status(
+        channels,
+        int(client.xlen(keys.results)),
+        int(client.xlen(keys.dead)),
+        _stray(client, keys),
+    )
+
+
+def _stray(client: redis.Redis, keys: Keys) -> list[StrayStream]:
+    known = {keys.jobs(name) for name in CHANNELS}
+    stray = []
+    for key in client.scan_iter(match=keys.jobs("*"), count=1000, _type="stream"):
+        name = as_text(key)
+        if name not in known:
+            stray.append(StrayStream(name, int(client.xlen(name))))
+    return sorted(stray, key=lambda s: s.stream)
 
 
 def _channel(client: redis.Redis, keys: Keys, name: str, now_ms: float) -> ChannelStatus:

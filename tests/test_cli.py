@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tasks.keys import Keys
+from tasks.untrusted import UntrustedJsonError, load
 from tests.contract_cases import BASE, variant
 
 SCRIPT = Path(sys.executable).with_name("revicom-dispatch")
@@ -56,9 +58,13 @@ def test_validate_names_the_line_the_field_and_the_rule(tmp_path: Path) -> None:
     )
     result = run("validate", str(bad))
     assert result.returncode == 1
+    with pytest.raises(UntrustedJsonError) as refused:  # decoded as the worker decodes
+        load(b"{not json")
+    not_json = str(refused.value)
+    assert "not valid JSON" in not_json
     assert result.stderr.splitlines() == [
         "line 2: content: must be a numeric code of 4 digits",
-        "line 3: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"line 3: {not_json}",
         "line 4: message.content.buttons: must have at least 1 items",
         "line 5: must be a JSON object",
     ]
@@ -119,3 +125,93 @@ def test_enqueue_without_redis_fails_fast(tmp_path: Path) -> None:
     result = run("enqueue", str(file), REDIS_URL="redis://127.0.0.1:1/0")
     assert result.returncode == 2
     assert "Redis error after 0 job(s)" in result.stderr
+
+
+def test_enqueue_says_exactly_what_landed_when_redis_refuses_mid_way(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, keys: Keys
+) -> None:
+    rows: list[Any] = [{"jobId": f"j{i}", "message": BASE["SMS"]} for i in range(1500)]
+    rows.insert(1200, BASE["VOICECODE"])  # line 1201, in the second pipeline
+    redis_client.set(keys.jobs("VOICECODE"), "not a stream")  # XADD gets WRONGTYPE
+    ids = tmp_path / "ids.jsonl"
+    result = run(
+        "enqueue",
+        str(jsonl(tmp_path / "jobs.jsonl", rows)),
+        "--ids",
+        str(ids),
+        REDIS_URL=redis_url,
+        DISPATCH_KEY_PREFIX=keys.prefix,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Redis error after 1500 job(s): WRONGTYPE" in result.stderr
+    assert f"1500 job(s) were enqueued ({ids} lists them)" in result.stderr
+    assert "Redis refused 1 job(s) of lines 1001-1501" in result.stderr
+    assert redis_client.xlen(keys.jobs("SMS")) == 1500
+    lines = [json.loads(line)["line"] for line in ids.read_text().splitlines()]
+    assert lines == [n for n in range(1, 1502) if n != 1201]
+
+
+def test_enqueue_says_what_may_be_lost_when_the_connection_fails_mid_way(
+    tmp_path: Path, redis_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from config import get_settings
+    from tasks.producer import Producer
+
+    real = Producer.enqueue_wire
+    calls = 0
+
+    def flaky(self: Producer, records: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise redis.ConnectionError("Connection closed by server.")
+        return real(self, records)
+
+    monkeypatch.setattr(Producer, "enqueue_wire", flaky)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DISPATCH_KEY_PREFIX", keys.prefix)
+    get_settings.cache_clear()
+    rows = [{"jobId": f"j{i}", "message": BASE["SMS"]} for i in range(2500)]
+    ids = tmp_path / "ids.jsonl"
+    try:
+        result = CliRunner().invoke(
+            app, ["enqueue", str(jsonl(tmp_path / "jobs.jsonl", rows)), "--ids", str(ids)]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "Redis error after 1000 job(s): Connection closed by server." in result.stderr
+    assert "the 1000 job(s) of lines 1001-2000 were being written" in result.stderr
+    assert "nothing after line 2000 was written" in result.stderr
+    assert len(ids.read_text().splitlines()) == 1000
+
+
+def test_enqueue_with_an_unwritable_ids_file_writes_nothing(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, keys: Keys
+) -> None:
+    file = jsonl(tmp_path / "jobs.jsonl", [BASE["SMS"]])
+    result = run(
+        "enqueue",
+        str(file),
+        "--ids",
+        str(tmp_path / "missing" / "ids.jsonl"),
+        REDIS_URL=redis_url,
+        DISPATCH_KEY_PREFIX=keys.prefix,
+    )
+    assert result.returncode == 2
+    assert "nothing enqueued" in result.stderr
+    assert redis_client.exists(keys.jobs("SMS")) == 0
+
+
+def test_enqueue_reads_standard_input_as_bytes(
+    redis_url: str, redis_client: redis.Redis, keys: Keys
+) -> None:
+    lines = json.dumps(variant("SMS", content="Привет")) + "\n" + json.dumps(BASE["FLASHCALL"])
+    result = run("enqueue", "-", stdin=lines, REDIS_URL=redis_url, DISPATCH_KEY_PREFIX=keys.prefix)
+    assert result.returncode == 0, result.stderr
+    assert redis_client.xlen(keys.jobs("SMS")) == 1
+    assert redis_client.xlen(keys.jobs("FLASHCALL")) == 1

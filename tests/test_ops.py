@@ -61,7 +61,27 @@ def test_status_command_json(redis_url: str, redis_client: redis.Redis, keys: Ke
     data = json.loads(done.stdout)
     [whatsapp] = [c for c in data["channels"] if c["channel"] == "WHATSAPP"]
     assert whatsapp["length"] == 1
-    assert set(data) == {"channels", "results", "dead"}
+    assert set(data) == {"channels", "results", "dead", "stray"}
+
+
+def test_status_names_streams_no_worker_reads(
+    redis_url: str, redis_client: redis.Redis, keys: Keys
+) -> None:
+    redis_client.xadd(f"{keys.prefix}:jobs:sms", {"job": "{}"})
+    redis_client.xadd(f"{keys.prefix}:jobs:VIBER", {"job": "{}"})
+    redis_client.xadd(f"{keys.prefix}:jobs:VIBER", {"job": "{}"})
+    redis_client.set(f"{keys.prefix}:jobs:not-a-stream", "x")
+    Producer(redis_client, keys).enqueue(BASE["SMS"])
+    state = snapshot(redis_client, keys)
+    assert [(s.stream, s.length) for s in state.stray] == [
+        (f"{keys.prefix}:jobs:VIBER", 2),
+        (f"{keys.prefix}:jobs:sms", 1),
+    ]
+    env = {**os.environ, "REDIS_URL": redis_url, "DISPATCH_KEY_PREFIX": keys.prefix}
+    done = subprocess.run(
+        [str(SCRIPT), "status"], env=env, capture_output=True, text=True, timeout=30, check=True
+    )
+    assert f"{keys.prefix}:jobs:VIBER holds 2 entries that no worker reads" in done.stdout
 
 
 def dead_letter(client: redis.Redis, keys: Keys, job_id: str, message: dict[str, Any]) -> None:

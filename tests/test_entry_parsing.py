@@ -1,0 +1,94 @@
+"""The worker's parsing of stream entries: whatever an entry holds, a job or a reason, never an
+exception (an exception would fail the whole batch, and then again at every takeover)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.contract import ContractContext
+from tests.contract_cases import BASE
+from tests.vectors import INVALID, VALID
+from worker.batch import parse_entry
+from worker.ownership import HeldEntry
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "200"))
+CTX = ContractContext()
+MAX_BYTES = 65_536
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=30,
+)
+messages = st.sampled_from([m for _, m in VALID] + [m for _, m, _, _ in INVALID])
+fields = st.sampled_from(sorted({f for m in BASE.values() for f in m} | {"jobId", "message"}))
+
+
+def parse(raw: bytes) -> Any:
+    return parse_entry(HeldEntry("1-0", 1, raw), "SMS", CTX, MAX_BYTES)
+
+
+def check(raw: bytes) -> None:
+    parsed = parse(raw)
+    assert (parsed.job is None) != (parsed.problem is None)
+    if parsed.problem is not None:
+        assert len(parsed.problem) < 2000  # a hostile value is quoted cut short
+    assert parsed.job_id
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes(raw: bytes) -> None:
+    check(raw)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(json_values, json_values)
+def test_arbitrary_json_jobs(job_id: Any, message: Any) -> None:
+    check(json.dumps({"jobId": job_id, "message": message}).encode())
+    check(json.dumps(message).encode())
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(messages, fields, json_values)
+def test_messages_with_one_field_replaced_by_anything(
+    message: dict[str, Any], field: str, value: Any
+) -> None:
+    check(json.dumps({"jobId": "j", "message": {**message, field: value}}).encode())
+    check(json.dumps({"jobId": "j", "message": message, field: value}).encode())
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))
+def test_lone_surrogates_anywhere(surrogates: str) -> None:
+    job = {"jobId": "j", "message": {**BASE["SMS"], "content": "hi " + surrogates}}
+    parsed = parse(json.dumps(job).encode())
+    assert parsed.job is None
+    assert parsed.problem is not None
+    assert "surrogate" in parsed.problem
+
+
+def test_the_job_id_rule() -> None:
+    sms = BASE["SMS"]
+    assert parse(orjson.dumps({"message": sms})).job_id == "1-0"  # none: the entry id
+    for bad in (42, "", "a b", None, ["x"], "x" * 129):
+        parsed = parse(orjson.dumps({"jobId": bad, "message": sms}))
+        assert (parsed.job_id, parsed.job) == ("1-0", None)
+        assert parsed.problem is not None
+        assert parsed.problem.startswith("jobId: must be a string")
+    assert parse(orjson.dumps({"jobId": "ok-1", "message": sms})).job_id == "ok-1"
+
+
+def test_size_is_checked_before_parsing() -> None:
+    parsed = parse(b"{" + b" " * MAX_BYTES + b"}")
+    assert parsed.problem == f"the job is {MAX_BYTES + 2} bytes, over MAX_JOB_BYTES ({MAX_BYTES})"
