@@ -18,12 +18,19 @@ ApiError = tuple[int, str]
 Obj = dict[str, Any]
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_TIME_SHAPE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-_MSISDN = re.compile(r"[1-9]\d{6,14}")
+# [0-9], never \d: \d (and str.isdigit, and strptime) also take Arabic-Indic or full-width
+# digits, which are no digits to the API.
+_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
+_MSISDN = re.compile(r"[1-9][0-9]{6,14}")
 _TAG = re.compile(r"[A-Za-z0-9_]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _EVENTS = frozenset({"delivered", "sent", "read", "price", "click"})
 _VOICE_PREFIX = "Код авторизации от "
+_ASCII_DIGITS = frozenset("0123456789")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_MAX_PORT = 65535
+#: How deep `show` prints nested arrays/objects before it writes `...`.
+_SHOW_DEPTH = 8
 
 INVALID_MSISDN: ApiError = (4220, "Invalid msisdn")
 INVALID_CONTENT: ApiError = (4220, "Invalid content")
@@ -34,13 +41,28 @@ def invalid(field: str) -> ApiError:
     return (4220, f"Invalid {field}")
 
 
-def show(value: Any) -> str:
+def show(value: Any, depth: int = 0) -> str:
     """A value as the server prints it in messages (Java's toString)."""
+    if isinstance(value, list | dict):
+        return _show_nested(value, depth)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(show(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "<a number too large>"  # JSON can hold it, a Java long cannot; nor can str()
     return str(value)
+
+
+def _show_nested(value: list[Any] | dict[Any, Any], depth: int) -> str:
+    if isinstance(value, list):
+        inner = (show(v, depth + 1) for v in value)
+        brackets = "[]"
+    else:
+        inner = (f"{k}={show(v, depth + 1)}" for k, v in value.items())
+        brackets = "{}"
+    text = "..." if depth >= _SHOW_DEPTH else ", ".join(inner)
+    return brackets[0] + text + brackets[1]
 
 
 def _is_int(value: Any) -> bool:
@@ -52,11 +74,32 @@ def _text(value: Any, low: int, high: int) -> bool:
 
 
 def _http_link(value: Any) -> bool:
-    if not isinstance(value, str):
+    """`http://` or `https://` (the scheme in any case), optional `user:password@`, a host (a
+    name, or an IPv6 address in brackets), an optional port up to 65535, then `/`, `?`, `#` or
+    the end; no spaces or control characters anywhere."""
+    if not isinstance(value, str) or any(_unprintable(c) for c in value):
         return False
     scheme, sep, rest = value.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
-    return sep == "://" and scheme in ("http", "https") and host != ""
+    if not sep or not scheme.isascii() or scheme.lower() not in ("http", "https"):
+        return False
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host_port = rest[:end].rpartition("@")[2]
+    if host_port.startswith("["):
+        host, bracket, after = host_port[1:].partition("]")
+        if not bracket or not host or not set(host) <= _IPV6_CHARS:
+            return False
+        if after and not after.startswith(":"):
+            return False
+        port = after[1:]
+    else:
+        host, _, port = host_port.partition(":")
+        if not host or "[" in host or "]" in host:
+            return False
+    return set(port) <= _ASCII_DIGITS and len(port) <= 5 and (not port or int(port) <= _MAX_PORT)
+
+
+def _unprintable(char: str) -> bool:
+    return char.isspace() or char < " " or "\x7f" <= char <= "\x9f"
 
 
 class Validator:
@@ -113,7 +156,9 @@ class Validator:
             return invalid("callbackUrl")
         events = obj.get("callbackEvents")
         if events is not None and not (
-            isinstance(events, list) and events and all(e in _EVENTS for e in events)
+            isinstance(events, list)
+            and events
+            and all(isinstance(e, str) and e in _EVENTS for e in events)
         ):
             return invalid("callbackEvents")
         return None
@@ -256,11 +301,11 @@ def _voice_text(text: Any) -> bool:
     brand, sep, code = body.rpartition(": ")
     if not sep or not brand or brand != brand.strip() or not code:
         return False
-    if not (code[0].isdigit() and code[-1].isdigit()):
+    if not (code[0] in _ASCII_DIGITS and code[-1] in _ASCII_DIGITS):
         return False
     previous_was_separator = False
     for char in code:
-        if char.isdigit() and char.isascii():
+        if char in _ASCII_DIGITS:
             previous_was_separator = False
         elif char.isalnum() or previous_was_separator:
             return False

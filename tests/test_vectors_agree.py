@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 import httpx
@@ -10,14 +12,29 @@ from pydantic import ValidationError
 
 from tasks.contract import parse_message, to_api_json
 from tests.contract_cases import NOW
-from tests.sandbox_client import api_error, freeze_clock, send
+from tests.sandbox_client import BASIC, api_error, freeze_clock
 from tests.vectors import API_ERRORS, CTX, INVALID, VALID
 
 CONVERSION_PATH = "/api/v1/flashcall-conversion"
 
 
 def path_for(message: dict[str, Any]) -> str:
-    return CONVERSION_PATH if "messageUuid" in message else "/api/v1/message"
+    """Where the message goes: a conversion report (no channelType, either of its fields) has
+    its own endpoint, as the client routes it."""
+    conversion = "channelType" not in message and ("messageUuid" in message or "result" in message)
+    return CONVERSION_PATH if conversion else "/api/v1/message"
+
+
+def send(client: httpx.Client, body: list[Any], path: str) -> httpx.Response:
+    """POST the body as a careless producer writes it: a lone surrogate as its escape
+    (`\\ud83d`, which httpx's own encoder cannot write), numbers of any length."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        content = json.dumps(body, ensure_ascii=True).encode()
+    finally:
+        sys.set_int_max_str_digits(limit)
+    return client.post(path, content=content, headers={**BASIC, "Content-Type": "application/json"})
 
 
 @pytest.fixture

@@ -114,7 +114,27 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ),
     ("conversion", variant("FLASHCALL_CONVERSION")),
     ("conversion without code", variant("FLASHCALL_CONVERSION", code=DROP, result="WRONG_CODE")),
+    # URL schemes are case-insensitive; a port and an IPv6 host are part of a URL.
+    ("callback HTTPS upper case", variant("SMS", callbackUrl="HTTPS://Company.com/cb")),
+    ("callback with port", variant("SMS", callbackUrl="https://c.com:8443/cb?x=1#f")),
+    ("callback IPv6 host", variant("SMS", callbackUrl="http://[::1]:8080/cb")),
+    (
+        "whatsapp image HTTP upper case",
+        variant(
+            "WHATSAPP",
+            content={"contentType": "image", "imageUrl": "HTTP://e.com/i.png", "imageName": "i"},
+        ),
+    ),
+    (
+        "whatsapp header document Https",
+        variant("WHATSAPP", content__header={"documentUrl": "Https://e.com/d.pdf"}),
+    ),
 ]
+
+# Hostile input (issue 8): wrongly typed values, text UTF-8 cannot carry, huge values and
+# digits of other scripts. The client must give a field error, the sandbox a documented 422.
+HUGE_TEXT = "a b" * 100_000
+HUGE_NUMBER = 10**5000
 
 # (case id, message, expected path, a fragment of the expected rule)
 INVALID: list[tuple[str, dict[str, Any], str, str]] = [
@@ -236,7 +256,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "voicecode content string",
         variant("VOICECODE", content="Код авторизации от A: 1."),
         "content",
-        "must be an object",
+        'must be an object like {"contentType": "text", "text": ',
     ),
     (
         "voicecode contentType",
@@ -299,7 +319,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "whatsapp text 1001",
         variant("WHATSAPP", content__text="x" * 1001),
         "content.text",
-        "at most 1000",
+        "must have at most 1000 characters",
     ),
     ("whatsapp text blank", variant("WHATSAPP", content__text=" "), "content.text", "blank"),
     ("whatsapp text missing", variant("WHATSAPP", content__text=DROP), "content.text", "required"),
@@ -448,6 +468,195 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "destination",
         "not a field",
     ),
+    # -- hostile input --
+    ("channelType array", variant("SMS", channelType=["SMS"]), "channelType", "must be one of"),
+    ("channelType object", variant("SMS", channelType={"a": 1}), "channelType", "must be one of"),
+    ("channelType null", variant("SMS", channelType=None), "channelType", "must be one of"),
+    (
+        "callback event array",
+        variant("SMS", callbackEvents=[["sent"]]),
+        "callbackEvents[0]",
+        "must be a string",
+    ),
+    (
+        "callback event object",
+        variant("SMS", callbackEvents=[{}]),
+        "callbackEvents[0]",
+        "must be a string",
+    ),
+    ("tag array", variant("SMS", tags=[[]]), "tags[0]", "must be a string"),
+    ("hour array", variant("SMS", hours=[[1]]), "hours[0]", "must be an integer"),
+    ("day object", variant("WHATSAPP", days=[{"d": 1}]), "days[0]", "must be an integer"),
+    ("ttl 5000 digits", variant("SMS", ttl=HUGE_NUMBER), "ttl", "at most 86400"),
+    (
+        "sms content lone surrogate",
+        variant("SMS", content="hi \ud83d"),
+        "content",
+        "must be text that can be encoded as UTF-8 (it holds a lone surrogate)",
+    ),
+    ("senderName lone surrogate", variant("FLASHCALL", senderName="\udc00"), "senderName", "UTF-8"),
+    ("tag lone surrogate", variant("SMS", tags=["ok", "\ud83d"]), "tags[1]", "UTF-8"),
+    (
+        "button text lone surrogate",
+        variant("WHATSAPP", content__buttons=[{"text": "b\ud83d", "payload": "p"}]),
+        "content.buttons[0].text",
+        "UTF-8",
+    ),
+    (
+        "voicecode text lone surrogate",
+        variant("VOICECODE", content__text="Код авторизации от \ud83d: 1234."),
+        "content.text",
+        "UTF-8",
+    ),
+    (
+        "conversion code lone surrogate",
+        variant("FLASHCALL_CONVERSION", code="1\ud83d"),
+        "code",
+        "UTF-8",
+    ),
+    ("key lone surrogate", {**variant("SMS"), "\ud83d": 1}, "\\ud83d", "UTF-8"),
+    ("tag huge", variant("SMS", tags=[HUGE_TEXT]), "tags[0]", "(300000 characters)"),
+    (
+        "callback event huge",
+        variant("SMS", callbackEvents=[HUGE_TEXT]),
+        "callbackEvents[0]",
+        "(300000 characters)",
+    ),
+    (
+        "unknown field huge name",
+        {**variant("SMS"), HUGE_TEXT: 1},
+        "a ba ba ba ba ba ba ba ba ba ba ba ba ba… (300000 characters)",
+        "not a field",
+    ),
+    (
+        "destination arabic-indic digits",
+        variant("SMS", destination="1٤٠٨٥٥٥٣٩١١"),
+        "destination",
+        "7 to 15 digits",
+    ),
+    (
+        "destination full-width digits",
+        variant("SMS", destination="1４０８５５５３９１１"),
+        "destination",
+        "7 to 15 digits",
+    ),
+    (
+        "send time full-width digits",
+        variant("SMS", localSendTime="２０２６-11-22 13:00:00"),
+        "localSendTime",
+        "YYYY-MM-DD hh:mm:ss",
+    ),
+    (
+        "callback no host before query",
+        variant("SMS", callbackUrl="http://?x=1"),
+        "callbackUrl",
+        "with a host",
+    ),
+    (
+        "callback no host after user",
+        variant("SMS", callbackUrl="https://user@/cb"),
+        "callbackUrl",
+        "with a host",
+    ),
+    (
+        "callback port too large",
+        variant("SMS", callbackUrl="https://c.com:65536/cb"),
+        "callbackUrl",
+        "port up to 65535",
+    ),
+    (
+        "callback port not a number",
+        variant("SMS", callbackUrl="https://c.com:http/cb"),
+        "callbackUrl",
+        "with a host",
+    ),
+    (
+        "callback unclosed IPv6",
+        variant("SMS", callbackUrl="http://[::1/cb"),
+        "callbackUrl",
+        "with a host",
+    ),
+    (
+        "callback space",
+        variant("SMS", callbackUrl="https://c.com/a b"),
+        "callbackUrl",
+        "without spaces",
+    ),
+    (
+        "callback leading space",
+        variant("SMS", callbackUrl=" https://c.com/cb"),
+        "callbackUrl",
+        "without spaces",
+    ),
+    (
+        "callback long s scheme",
+        variant("SMS", callbackUrl="httpſ://c.com/cb"),
+        "callbackUrl",
+        "http://",
+    ),
+    (
+        "image url no host",
+        variant(
+            "WHATSAPP",
+            content={"contentType": "image", "imageUrl": "http:///i.png", "imageName": "i"},
+        ),
+        "content.imageUrl",
+        "with a host",
+    ),
+    (
+        "header image url no host",
+        variant("WHATSAPP", content__header={"imageUrl": "https://#i"}),
+        "content.header.imageUrl",
+        "with a host",
+    ),
+    (
+        "button url upper case",
+        variant("WHATSAPP", content__buttons=[{"text": "b", "url": "HTTPS://revicom.ltd"}]),
+        "content.buttons[0].url",
+        "begin with http",
+    ),
+    (
+        "voicecode content number string",
+        variant("VOICECODE", content="1234"),
+        "content",
+        'must be an object like {"contentType": "text", "text": ',
+    ),
+    (
+        "whatsapp content string",
+        variant("WHATSAPP", content="hello"),
+        "content",
+        'must be an object like {"contentType": "text", "text": ',
+    ),
+    (
+        "whatsapp contentType array",
+        variant("WHATSAPP", content__contentType=["text"]),
+        "content.contentType",
+        "text, image, document",
+    ),
+    (
+        "buttons object",
+        variant("WHATSAPP", content__buttons={"text": "b", "payload": "p"}),
+        "content.buttons",
+        "must be an array like [{",
+    ),
+    (
+        "conversion without result",
+        variant("FLASHCALL_CONVERSION", result=DROP),
+        "result",
+        "is required",
+    ),
+    (
+        "conversion without messageUuid",
+        variant("FLASHCALL_CONVERSION", messageUuid=DROP),
+        "messageUuid",
+        "is required",
+    ),
+    (
+        "conversion result array",
+        variant("FLASHCALL_CONVERSION", result=["WRONG_CODE"]),
+        "result",
+        "'NUMBER_VERIFIED' or 'WRONG_CODE'",
+    ),
 ]
 
 
@@ -455,6 +664,7 @@ CLIENT_ONLY = None
 INVALID_MSISDN = (4220, "Invalid msisdn")
 INVALID_CONTENT = (4220, "Invalid content")
 BLANK_CONTENT = (4220, "Blank content")
+INVALID_BODY = (4220, "Invalid request body")
 
 API_ERRORS: dict[str, tuple[int, str] | None] = {
     "unknown channel": (4220, "Invalid channelType"),
@@ -556,4 +766,46 @@ API_ERRORS: dict[str, tuple[int, str] | None] = {
     "conversion uuid": (4220, "Invalid messageUuid"),
     "conversion empty code": (4220, "Invalid code"),
     "conversion extra": CLIENT_ONLY,
+    # -- hostile input --
+    "channelType array": (4220, "Invalid channelType"),
+    "channelType object": (4220, "Invalid channelType"),
+    "channelType null": (4220, "Invalid channelType"),
+    "callback event array": (4220, "Invalid callbackEvents"),
+    "callback event object": (4220, "Invalid callbackEvents"),
+    "tag array": (4220, "Invalid tags: [[]]"),
+    "hour array": (4222, "Invalid hours: [[1]]"),
+    "day object": (4223, "Invalid days: [{d=1}]"),
+    # The body cannot be read: a JSON number beyond a double, or a lone surrogate's escape.
+    "ttl 5000 digits": INVALID_BODY,
+    "sms content lone surrogate": INVALID_BODY,
+    "senderName lone surrogate": INVALID_BODY,
+    "tag lone surrogate": INVALID_BODY,
+    "button text lone surrogate": INVALID_BODY,
+    "voicecode text lone surrogate": INVALID_BODY,
+    "conversion code lone surrogate": INVALID_BODY,
+    "key lone surrogate": INVALID_BODY,
+    "tag huge": (4220, f"Invalid tags: [{HUGE_TEXT}]"),
+    "callback event huge": (4220, "Invalid callbackEvents"),
+    "unknown field huge name": CLIENT_ONLY,
+    "destination arabic-indic digits": INVALID_MSISDN,
+    "destination full-width digits": INVALID_MSISDN,
+    "send time full-width digits": (4220, "Invalid localSendTime"),
+    "callback no host before query": (4220, "Invalid callbackUrl"),
+    "callback no host after user": (4220, "Invalid callbackUrl"),
+    "callback port too large": (4220, "Invalid callbackUrl"),
+    "callback port not a number": (4220, "Invalid callbackUrl"),
+    "callback unclosed IPv6": (4220, "Invalid callbackUrl"),
+    "callback space": (4220, "Invalid callbackUrl"),
+    "callback leading space": (4220, "Invalid callbackUrl"),
+    "callback long s scheme": (4220, "Invalid callbackUrl"),
+    "image url no host": INVALID_CONTENT,
+    "header image url no host": (4220, "Invalid header"),
+    "button url upper case": (4220, "Invalid buttons"),
+    "voicecode content number string": INVALID_CONTENT,
+    "whatsapp content string": INVALID_CONTENT,
+    "whatsapp contentType array": INVALID_CONTENT,
+    "buttons object": (4220, "Invalid buttons"),
+    "conversion without result": (4220, "Invalid result"),
+    "conversion without messageUuid": (4220, "Invalid messageUuid"),
+    "conversion result array": (4220, "Invalid result"),
 }

@@ -24,7 +24,10 @@ from tasks.contract.fields import (
 )
 
 LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+# ASCII: `\d` would also take full-width or Arabic-Indic digits (so would strptime),
+# which the API cannot read as a date. The published pattern keeps `\d`: JSON Schema's
+# regex dialect (ECMA-262) reads it as [0-9].
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
 SEND_TIME_PAST = timedelta(hours=12)
 SEND_TIME_FUTURE = timedelta(days=7)
 COMPLETION_TIME_FUTURE = timedelta(days=70)

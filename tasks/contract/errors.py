@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from tasks.untrusted import quote
+
 # Built-in pydantic error types, in the words of the API docs' users; `{...}` is the error's ctx.
 _RULES: dict[str, str] = {
     "missing": "is required",
@@ -27,6 +29,16 @@ _RULES: dict[str, str] = {
     "too_short": "must have at least {min_length} items",
     "too_long": "must have at most {max_length} items",
 }
+# A length rule applied after a text's own checks is reported as `too_short`/`too_long`
+# (pydantic's words for arrays); for a text they are about characters.
+_TEXT_RULES: dict[str, str] = {
+    "too_short": _RULES["string_too_short"],
+    "too_long": _RULES["string_too_long"],
+}
+
+
+# How the message and WHATSAPP content unions tag a branch in an error's location.
+_UNION_TAGS = ("channelType=", "contentType=")
 
 
 @dataclass(frozen=True)
@@ -43,8 +55,15 @@ def field_errors(error: ValidationError) -> list[FieldError]:
 
 
 def _path(error: ErrorDetails) -> str:
-    """`content.buttons[1].text`; union tags (`channelType=SMS`) are not part of the path."""
-    loc: list[Any] = [p for p in error["loc"] if not (isinstance(p, str) and "=" in p)]
+    """`content.buttons[1].text`; union tags (`channelType=SMS`) are not part of the path.
+
+    A name from the input (an unknown field) is quoted cut short: it may be megabytes long.
+    """
+    loc: list[Any] = [
+        quote(p) if isinstance(p, str) else p
+        for p in error["loc"]
+        if not (isinstance(p, str) and p.startswith(_UNION_TAGS))
+    ]
     field = (error.get("ctx") or {}).get("field")
     if field:
         loc.append(field)
@@ -58,5 +77,8 @@ def _path(error: ErrorDetails) -> str:
 
 
 def _rule(error: ErrorDetails) -> str:
-    template = _RULES.get(error["type"])
+    kind = error["type"]
+    template = (
+        _TEXT_RULES.get(kind) if isinstance(error.get("input"), str) else None
+    ) or _RULES.get(kind)
     return template.format(**(error.get("ctx") or {})) if template else error["msg"]

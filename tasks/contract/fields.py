@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
+
+from tasks.untrusted import quote
 
 # E.164 allows at most 15 digits; 7 is the shortest number with a country code in use.
 MSISDN_PATTERN = r"^[1-9][0-9]{6,14}$"
@@ -16,6 +17,21 @@ _NUMBER_FORMATTING = re.compile(r"[\s\-().]")
 TAG_PATTERN = r"^[A-Za-z0-9_]+$"
 CALLBACK_EVENTS = ("delivered", "sent", "read", "price", "click")
 BOM = "\ufeff"
+# An http(s) URL: the scheme in any ASCII case (schemes are case-insensitive; not `(?i)`,
+# which lets U+017F, the long s, pass for 's'), `://`, optional user info up to the
+# authority's last `@`, a host (a name, or an IPv6 literal in brackets), an optional port,
+# then nothing or a path, query or fragment. Spaces and control characters are refused on
+# their own (`_UNPRINTABLE`): the API gets the string as it is.
+_HTTP_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://"
+    r"(?:[^/?#]*@)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[^/?#@:\[\]]+)"
+    r"(?::(?P<port>[0-9]{0,5}))?"
+    r"(?:[/?#].*)?",
+    re.DOTALL,
+)
+_UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+MAX_PORT = 65_535
 
 
 def rule_error(kind: str, message: str, **ctx: object) -> PydanticCustomError:
@@ -28,8 +44,33 @@ def documented(**schema: Any) -> Any:
     return Field(json_schema_extra=schema)
 
 
+def object_like(example: str) -> Any:
+    """Refuse anything but an object with the shape the user must send, shown by example
+    (a string where an object belongs is a common mistake; "must be an object" alone, or an
+    error about a field inside it, does not say what to send)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, dict | BaseModel):
+            return value
+        raise rule_error("object_like", "must be an object like " + example)
+
+    return BeforeValidator(check)
+
+
+def array_like(example: str) -> Any:
+    """The same for an array."""
+
+    def check(value: object) -> object:
+        if isinstance(value, list):
+            return value
+        raise rule_error("array_like", "must be an array like " + example)
+
+    return BeforeValidator(check)
+
+
 def _normalise_destination(value: object) -> object:
-    if isinstance(value, str) and not value.isdigit():  # most numbers arrive clean
+    # Most numbers arrive clean; isascii first, as isdigit is also true of non-ASCII digits.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         return _NUMBER_FORMATTING.sub("", value).removeprefix("+")
     return value
 
@@ -59,15 +100,21 @@ def _check_no_bom(value: str) -> str:
 def _check_tag(value: str) -> str:
     if not re.fullmatch(TAG_PATTERN, value):
         raise rule_error(
-            "tag", "must contain only ASCII letters, digits and '_' (got '{tag}')", tag=value
+            "tag", "must contain only ASCII letters, digits and '_' (got '{tag}')", tag=quote(value)
         )
     return value
 
 
 def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise rule_error("http_url", "must be an http:// or https:// URL with a host")
+    if _UNPRINTABLE.search(value):
+        raise rule_error("http_url", "must be a URL without spaces or control characters")
+    match = _HTTP_URL.fullmatch(value)
+    port = match and match["port"]
+    if match is None or (port and int(port) > MAX_PORT):
+        raise rule_error(
+            "http_url",
+            "must be an http:// or https:// URL with a host (and a port up to 65535, if any)",
+        )
     return value
 
 
@@ -76,7 +123,7 @@ def _check_callback_event(value: str) -> str:
         raise rule_error(
             "callback_event",
             "unknown callback event '{event}'; known events: " + ", ".join(CALLBACK_EVENTS),
-            event=value,
+            event=quote(value),
         )
     return value
 
@@ -104,7 +151,9 @@ Utf8Text = Annotated[
 Tag = Annotated[str, AfterValidator(_check_tag), documented(pattern=TAG_PATTERN)]
 Tags = list[Tag]
 HttpUrl = Annotated[
-    str, AfterValidator(_check_http_url), documented(format="uri", pattern="^https?://")
+    str,
+    AfterValidator(_check_http_url),
+    documented(format="uri", pattern="^[Hh][Tt][Tt][Pp][Ss]?://"),
 ]
 CallbackEvent = Annotated[
     str, AfterValidator(_check_callback_event), documented(enum=list(CALLBACK_EVENTS))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import BeforeValidator, Discriminator, Tag, TypeAdapter
 
 from tasks.contract.base import ApiObject
 from tasks.contract.context import ContractContext
 from tasks.contract.conversion import FlashcallConversion
+from tasks.contract.fields import rule_error
 from tasks.contract.flashcall import FlashcallMessage
 from tasks.contract.sms import SmsMessage
 from tasks.contract.voicecode import VoicecodeMessage
@@ -28,17 +29,29 @@ CONVERSION_FIELDS = ("messageUuid", "result")
 
 
 def _channel(value: Any) -> str | None:
-    """A conversion report has no channelType: it is recognised by its own required fields."""
+    """A conversion report has no channelType: it is recognised by either of its required
+    fields, so that one without the other is told what it misses (`result: is required`)."""
     if isinstance(value, dict):
         if "channelType" in value:
             kind = value["channelType"]
-        elif all(f in value for f in CONVERSION_FIELDS):
+        elif any(f in value for f in CONVERSION_FIELDS):
             kind = FlashcallConversion.channel
         else:
             return None
     else:
         kind = getattr(value, "channel", None)
-    return f"channelType={kind}" if kind in CHANNEL_MODELS else None
+    # Any JSON value may stand here: a list or an object is unhashable, so no `in` on a dict.
+    return f"channelType={kind}" if isinstance(kind, str) and kind in CHANNEL_MODELS else None
+
+
+def _an_object(value: Any) -> Any:
+    if isinstance(value, dict | ApiObject):
+        return value
+    raise rule_error(
+        "message_type",
+        "must be an object: an API message with its channelType, or a FLASHCALL conversion "
+        "report with messageUuid and result",
+    )
 
 
 Message = Annotated[
@@ -54,6 +67,7 @@ Message = Annotated[
         custom_error_message="must be one of SMS, FLASHCALL, VOICECODE, WHATSAPP "
         "(or the object must be a FLASHCALL conversion report with messageUuid and result)",
     ),
+    BeforeValidator(_an_object),
 ]
 MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 

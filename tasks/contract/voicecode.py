@@ -7,7 +7,7 @@ from pydantic import AfterValidator, Field
 
 from tasks.contract.base import ApiObject
 from tasks.contract.common import Addressing
-from tasks.contract.fields import documented, rule_error
+from tasks.contract.fields import documented, object_like, rule_error
 
 # `Код авторизации от {brand}: {code}.` with the code's digits joined (1234), spaced
 # (1 2 3 4) or separated by one special character (1-2-3-4). The page's own example ends
@@ -44,6 +44,9 @@ class VoicecodeMessage(Addressing):
 
     channelType: Literal["VOICECODE"]
     senderName: Literal["voicecode"]
-    content: VoicecodeContent
+    content: Annotated[
+        VoicecodeContent,
+        object_like('{"contentType": "text", "text": "Код авторизации от <brand>: <code>."}'),
+    ]
     ttl: Annotated[int, Field(ge=30, le=86_400)] | None = None
     externalMessageId: Annotated[str, Field(min_length=1, max_length=100)] | None = None

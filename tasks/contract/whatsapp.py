@@ -8,7 +8,14 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from tasks.contract.base import ApiObject
 from tasks.contract.common import Addressing, Scheduling
-from tasks.contract.fields import HttpUrl, NonBlankText, Utf8Text, rule_error
+from tasks.contract.fields import (
+    HttpUrl,
+    NonBlankText,
+    Utf8Text,
+    array_like,
+    object_like,
+    rule_error,
+)
 
 Text60 = Annotated[str, Field(min_length=1, max_length=60)]
 Text1000 = Annotated[str, Field(min_length=1, max_length=1000)]
@@ -70,7 +77,14 @@ class Decorations(ApiObject):
 
     header: Header | None = None
     footer: Footer | None = None
-    buttons: Annotated[list[Button], Field(min_length=1, max_length=3)] | None = None
+    buttons: (
+        Annotated[
+            list[Button],
+            Field(min_length=1, max_length=3),
+            array_like('[{"text": "Yes", "payload": "yes"}] (1 to 3 buttons)'),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _button_mix(self) -> Self:
@@ -117,7 +131,8 @@ def _content_type(value: Any) -> str | None:
         kind = value.get("contentType")
     else:
         kind = getattr(value, "contentType", None)
-    return f"contentType={kind}" if kind in CONTENT_TYPES else None
+    # Any JSON value may stand here: a list or an object is unhashable, so no `in` on a set.
+    return f"contentType={kind}" if isinstance(kind, str) and kind in CONTENT_TYPES else None
 
 
 WhatsappContent = Annotated[
@@ -129,6 +144,10 @@ WhatsappContent = Annotated[
         custom_error_type="content_type",
         custom_error_context={"field": "contentType"},
         custom_error_message="must be one of: text, image, document",
+    ),
+    object_like(
+        '{"contentType": "text", "text": "…"} (or an image or document content with '
+        "its url and name)"
     ),
 ]
 
