@@ -22,9 +22,12 @@ demo: install
 test: install
 	$(PY) -m pytest
 
-# Long runs kept out of `make test`: repeated worker kills under API faults.
+# Long runs kept out of `make test`: repeated worker kills under API faults, and the
+# property tests of hostile input with many more examples.
 soak: install
 	$(PY) -m pytest -m slow -s
+	HYPOTHESIS_EXAMPLES=5000 $(PY) -m pytest -q tests/test_hostile_contract.py \
+		tests/test_hostile_sandbox.py tests/test_hostile_cli.py tests/test_entry_parsing.py
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -47,8 +50,11 @@ sandbox: install
 worker: install
 	$(VENV)/bin/revicom-dispatch worker --loglevel INFO
 
-# Flower for the workers of this environment (REDIS_URL, DISPATCH_KEY_PREFIX) on :5555.
+# Flower for the workers of this environment (REDIS_URL, DISPATCH_KEY_PREFIX) on 127.0.0.1:5555;
+# with FLOWER_BASIC_AUTH=user:password in the environment it asks for it (Flower reads it itself,
+# so it stays off the command line).
 flower: install
+	@[ -n "$$FLOWER_BASIC_AUTH" ] || echo "flower: no auth on 127.0.0.1:5555 (local only); set FLOWER_BASIC_AUTH=user:password to require it"
 	$(VENV)/bin/celery -A worker.app flower --port=5555 --address=127.0.0.1
 
 # Benchmarks: figures, not tests. Results are also written to bench-results/*.json.
