@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,7 @@ class ChannelTuning:
 
     batch_size: int
     linger_ms: int
+    max_age_s: float
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,25 @@ class Settings(BaseSettings):
     )
     retry_backoff_max_ms: int = Field(
         10_000, ge=1, le=600_000, description="Longest retry delay (Retry-After may ask more)."
+    )
+
+    # The circuit breaker all pods share.
+    circuit_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failed API requests in a row (5xx, 429, network errors; any pod) that "
+        "open the circuit: every pod stops sending, jobs wait in their streams. A 401/403 "
+        "opens it at once.",
+    )
+    circuit_cooldown_s: float = Field(
+        5.0,
+        ge=0.1,
+        le=3600,
+        description="Wait before one probe batch tests the API; doubled after each failed probe.",
+    )
+    circuit_cooldown_max_s: float = Field(
+        60.0, ge=0.1, le=3600, description="Longest wait between two probes."
     )
 
     # Reliability.
@@ -146,12 +167,36 @@ class Settings(BaseSettings):
         50, ge=0, le=60_000, description="Conversion report linger (ms)."
     )
 
+    # How late a message may still go: older ones get the outcome `expired` instead of being
+    # sent late (a code nobody waits for any more). Age counts from the enqueue.
+    sms_max_age_s: float = Field(
+        86_400.0, gt=0, description="Oldest SMS still sent (s): a campaign may wait out an outage."
+    )
+    whatsapp_max_age_s: float = Field(86_400.0, gt=0, description="Oldest WHATSAPP still sent (s).")
+    flashcall_max_age_s: float = Field(
+        300.0, gt=0, description="Oldest FLASHCALL still sent (s): codes go stale fast."
+    )
+    voicecode_max_age_s: float = Field(300.0, gt=0, description="Oldest VOICECODE still sent (s).")
+    flashcall_conversion_max_age_s: float = Field(
+        86_400.0, gt=0, description="Oldest conversion report still sent (s)."
+    )
+
+    @model_validator(mode="after")
+    def _circuit_opens_before_retries_run_out(self) -> Self:
+        if self.circuit_failures > self.retry_max_attempts:
+            raise ValueError(
+                "CIRCUIT_FAILURES must not exceed RETRY_MAX_ATTEMPTS: a batch would run out of "
+                "retries (and dead-letter its jobs) before an outage opens the circuit"
+            )
+        return self
+
     def tuning(self, channel: str) -> ChannelTuning:
         """Batching of one channel; its settings are `{CHANNEL}_BATCH_SIZE`/`_LINGER_MS`."""
         key = channel.lower()
         return ChannelTuning(
             batch_size=getattr(self, f"{key}_batch_size"),
             linger_ms=getattr(self, f"{key}_linger_ms"),
+            max_age_s=getattr(self, f"{key}_max_age_s"),
         )
 
 

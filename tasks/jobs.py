@@ -7,9 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from tasks.contract import ContractContext, FieldError, Message, field_errors
+from tasks.contract.base import NOT_UTF8, first_unencodable
 from tasks.contract.fields import documented, rule_error
 
 _JOB_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -45,6 +47,16 @@ class Job(BaseModel):
         "generated when absent.",
     )
     message: Message
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_utf8_text(cls, data: Any) -> Any:
+        """A jobId or key UTF-8 cannot carry is named like any other field's (the message
+        checks its own)."""
+        where = first_unencodable(data) if isinstance(data, dict) else None
+        if where is not None:
+            raise PydanticCustomError("utf8", NOT_UTF8, {"field": where})
+        return data
 
     @property
     def channel(self) -> str:
@@ -86,15 +98,16 @@ class ApiError(BaseModel):
     msg: str
 
 
-OutcomeStatus = Literal["accepted", "rejected", "failed"]
+OutcomeStatus = Literal["accepted", "rejected", "failed", "expired"]
 
 
 class Outcome(BaseModel):
     """Exactly one per job, published to `{prefix}:results`.
 
     accepted: the API created the message (`messageUuid`). rejected: it never will be sent as
-    it is (invalid job, 422, 401/403, per-item refusal). failed: retries ran out; the job is in
-    the dead-letter stream for replay.
+    it is (invalid job, 422, per-item refusal). failed: retries ran out, or the API gave an
+    answer its docs do not list; the job is in the dead-letter stream for replay. expired: it
+    was older than its channel's `{CHANNEL}_MAX_AGE_S` when it could go, so it was not sent.
     """
 
     model_config = ConfigDict(frozen=True)

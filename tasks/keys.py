@@ -43,6 +43,16 @@ class Keys:
         return f"{self.prefix}:lease:{holder}"
 
     @property
+    def circuit(self) -> str:
+        """The API circuit breaker all pods share: a hash (see worker/circuit.py)."""
+        return f"{self.prefix}:circuit"
+
+    @property
+    def circuit_probe(self) -> str:
+        """Held by the batcher whose batch tests the API after a cooldown."""
+        return f"{self.prefix}:circuit:probe"
+
+    @property
     def celery(self) -> str:
         """Prefix of the Celery broker's own keys, so they share the namespace."""
         return f"{self.prefix}:celery:"

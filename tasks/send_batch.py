@@ -11,10 +11,11 @@ from worker.resources import Resources
 
 
 @app.task(name=SEND_BATCH)
-def send_batch(channel: str, batch: str) -> dict[str, Any]:
+def send_batch(channel: str, batch: str, probe: bool = False) -> dict[str, Any]:
     """`batch` names the entries to send (their holder in the consumer group): the broker,
-    Flower and `celery inspect` see that reference, never a job's number or text."""
-    report = process_batch(Resources.current(), channel, batch)
+    Flower and `celery inspect` see that reference, never a job's number or text. A `probe`
+    batch tests the API while the circuit is open."""
+    report = process_batch(Resources.current(), channel, batch, probe=probe)
     if report is None:
         return {"channel": channel, "stale": True}
     return {
@@ -23,6 +24,8 @@ def send_batch(channel: str, batch: str) -> dict[str, Any]:
         "accepted": report.accepted,
         "rejected": report.rejected,
         "failed": report.failed,
+        "expired": report.expired,
+        "returned": report.returned,
         "requests": report.requests,
         "splits": report.splits,
         "busy": report.busy,

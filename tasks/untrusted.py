@@ -38,9 +38,8 @@ def load(raw: bytes | str, max_bytes: int | None = None) -> Any:
         raise UntrustedJsonError(f"is not valid JSON: {_reason(raw, error)}") from None
     # Only a document with more brackets than the limit can nest that deep: a C-speed count
     # spares the walk for every ordinary job.
-    brackets = raw.count(b"[" if isinstance(raw, bytes) else "[") + raw.count(
-        b"{" if isinstance(raw, bytes) else "{"
-    )
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    brackets = data.count(b"[") + data.count(b"{")
     if brackets > MAX_DEPTH and too_deep(value, MAX_DEPTH):
         raise UntrustedJsonError(f"is nested deeper than {MAX_DEPTH} levels")
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,7 +15,7 @@ import pytest
 
 from config import Settings
 from worker.api_client import ApiClient, retry_after_seconds
-from worker.delivery import deliver
+from worker.delivery import Sending, deliver
 
 TOKEN = "very-secret-token"
 
@@ -26,6 +27,7 @@ def client(handler: Callable[[httpx.Request], httpx.Response], max_attempts: int
             "retry_backoff_ms": 1,
             "retry_backoff_max_ms": 5,
             "retry_max_attempts": max_attempts,
+            "circuit_failures": min(max_attempts, 5),
         }
     )
     return ApiClient(config, transport=httpx.MockTransport(handler))
@@ -103,7 +105,8 @@ def test_422_splitting_isolates_every_bad_item(bad_count: int) -> None:
     objects = [{"destination": str(i)} for i in range(1000)]
     bad = {str(i * 137 % 1000) for i in range(bad_count)}
     handler, carried = split_server(bad)
-    results, stats = deliver(client(handler), "/api/v1/message", objects, "SMS")
+    how = Sending("/api/v1/message", "SMS", deadline=time.monotonic() + 60)
+    results, stats = deliver(client(handler), how, objects)
     assert {str(i) for i, r in enumerate(results) if r.status == "rejected"} == bad
     assert all(r.status == "accepted" for i, r in enumerate(results) if str(i) not in bad)
     assert all(r.error == (4220, "Invalid msisdn") for r in results if r.status == "rejected")

@@ -25,7 +25,7 @@ def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
 
 @pytest.fixture
 def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
-    return Ledger(redis_client, keys, ttl_s=86_400, park_ms=LEASE_MS)
+    return Ledger(redis_client, keys, ttl_s=86_400, wait_ms=LEASE_MS)
 
 
 def enqueue(client: redis.Redis, keys: Keys, *jobs: str) -> list[str]:
@@ -58,9 +58,10 @@ def test_hand_over_moves_entries_to_the_batch_without_counting_a_delivery(
     ids = queued_batch(redis_client, keys, own)
     assert holders(redis_client, keys) == {"r-1": 0, "b-1": 2}
     assert redis_client.get(keys.lease("b-1")) == b"queued"
-    held = own.start(CHANNEL, "b-1")
-    assert held is not None
-    assert [(h.entry_id, h.deliveries, h.raw) for h in held] == [
+    started = own.start(CHANNEL, "b-1")
+    assert started is not None
+    assert abs(started.redis_ms - time.time() * 1000) < 5000
+    assert [(h.entry_id, h.deliveries, h.raw) for h in started.entries] == [
         (ids[0], 1, b'{"jobId": "j0"}'),
         (ids[1], 1, b'{"jobId": "j1"}'),
     ]
@@ -198,22 +199,30 @@ def test_a_job_final_by_another_batch_is_acknowledged_not_published(
     assert redis_client.xlen(keys.results) == 0
 
 
-def test_entries_left_pending_are_parked_then_taken_over(
+def test_entries_left_pending_wait_then_come_back_without_counting_a_delivery(
     redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
 ) -> None:
-    """A jobId busy in another live batch: its entry waits a lease, then comes back."""
-    ids = queued_batch(redis_client, keys, own)
+    """A jobId busy in another live batch, or a job given back because the circuit opened:
+    the entry waits a lease under a holder of its own, then a reader takes it over."""
+    ids = queued_batch(redis_client, keys, own, jobs=3)
     own.start(CHANNEL, "b-1")
     redis_client.set(keys.lease("b-other"), "running", px=60_000)
     redis_client.set(keys.ledger("j1"), "inflight:b-other")
-    assert ledger.claim("b-1", ["j0", "j1"]) == ["claimed", "busy"]
-    report = ledger.finish(CHANNEL, "b-1", [outcome_row(ids[0], "j0")])
+    assert ledger.claim("b-1", ["j0", "j1", "j2"]) == ["claimed", "busy", "claimed"]
+    report = ledger.finish(
+        CHANNEL, "b-1", [outcome_row(ids[0], "j0"), Finished(ids[2], "j2", "returned")]
+    )
     assert (report.published, report.acknowledged) == (1, 1)
-    assert redis_client.get(keys.lease("b-1")) == b"parked"
+    assert not redis_client.exists(keys.ledger("j2"))  # the returned job's claim is released
+    assert not redis_client.exists(keys.lease("b-1"))
+    assert holders(redis_client, keys) == {"r-1": 0, "w-1": 2}
+    assert redis_client.get(keys.lease("w-1")) == b"waiting"
     own.new_reader("r-2")
-    assert own.reclaim(CHANNEL, "b-1", "r-2", 10) is None  # parked is alive
+    assert own.reclaim(CHANNEL, "w-1", "r-2", 10) is None  # still waiting
     time.sleep(LEASE_MS / 1000 + 0.2)
-    assert own.reclaim(CHANNEL, "b-1", "r-2", 10) == ids[1:]
+    assert own.reclaim(CHANNEL, "w-1", "r-2", 10) == ids[1:]
+    pending: Any = redis_client.xpending_range(keys.jobs(CHANNEL), CONSUMER_GROUP, "-", "+", 10)
+    assert [p["times_delivered"] for p in pending] == [1, 1]
 
 
 def test_a_released_claim_can_be_claimed_by_the_next_batch(keys: Keys, ledger: Ledger) -> None:

@@ -5,8 +5,10 @@ exponential backoff and jitter (or the server's Retry-After), bounded by attempt
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,12 +22,14 @@ from tenacity import (
     retry_if_exception_type,
     retry_if_result,
     stop_after_attempt,
-    stop_before_delay,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from config import Settings
+from tasks.untrusted import quote
 from worker import metrics
+from worker.circuit import Circuit
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ class Answer:
     body: Any  # parsed JSON, or the text when the body is not JSON
     attempts: int
     transport_error: str | None = None
+    paused: bool = False  # the circuit is open: the items wait to be sent later, no outcome
 
     @property
     def error(self) -> tuple[int | None, str]:
@@ -46,12 +51,18 @@ class Answer:
             return None, self.transport_error
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
             error = self.body["error"]
-            return error.get("code"), str(error.get("msg", ""))
+            code = error.get("code")
+            msg = quote(str(error.get("msg", "")), MAX_ERROR_CHARS)  # it may echo a 10 MB tag
+            return code if isinstance(code, int) else None, msg
         return None, f"HTTP {self.status}: {str(self.body)[:200]}"
 
 
+#: Longest API error message kept in an outcome.
+MAX_ERROR_CHARS = 300
+
+
 def retryable(response: httpx.Response) -> bool:
-    return response.status_code == 429 or response.status_code >= 500
+    return retryable_status(response.status_code)
 
 
 class ApiClient:
@@ -74,8 +85,23 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def post(self, endpoint: str, objects: list[dict[str, Any]], label: str) -> Answer:
-        """POST `objects` (a JSON array) to `endpoint`; `label` names the batch in logs."""
+    def post(
+        self,
+        endpoint: str,
+        objects: list[dict[str, Any]],
+        label: str,
+        *,
+        deadline: float | None = None,
+        circuit: Circuit | None = None,
+        probe: bool = False,
+    ) -> Answer:
+        """POST `objects` (a JSON array) to `endpoint`; `label` names the batch in logs.
+
+        No attempt starts after `deadline` (time.monotonic(); one batch shares it across all
+        its requests), else after RETRY_MAX_SECONDS. Each answer is told to the `circuit`;
+        while it is open no attempt starts (but the first of a `probe`), and the answer says
+        `paused`.
+        """
         body = orjson.dumps(objects)
         attempts = 0
 
@@ -87,20 +113,80 @@ class ApiClient:
             try:
                 response = self._http.post(endpoint, content=body)
                 status = str(response.status_code)
-                return response
+            except httpx.TransportError as error:
+                if circuit is not None:
+                    circuit.failure(f"{type(error).__name__} on POST {endpoint}")
+                raise
             finally:
                 seconds = time.perf_counter() - started
                 metrics.API_SECONDS.labels(endpoint, status).observe(seconds)
+            if circuit is not None:
+                _tell(circuit, endpoint, response)
+            return response
 
+        def paused() -> bool:
+            return circuit is not None and circuit.state().open
+
+        if not probe and paused():
+            return Answer(None, None, 0, "the circuit is open", paused=True)
         s = self._settings
+        if deadline is None:
+            deadline = time.monotonic() + s.retry_max_seconds
+        elif time.monotonic() >= deadline:
+            return Answer(None, None, 0, "the batch's deadline (RETRY_MAX_SECONDS) passed")
+        stop = stop_after_attempt(s.retry_max_attempts) | _StopBefore(deadline)
         retrying = Retrying(
             retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(retryable),
-            stop=stop_after_attempt(s.retry_max_attempts) | stop_before_delay(s.retry_max_seconds),
+            stop=stop | _StopIf(paused),
             wait=_RetryAfterOr(s.retry_backoff_ms / 1000, s.retry_backoff_max_ms / 1000),
             before_sleep=lambda state: _log_retry(state, endpoint, label, len(objects)),
             retry_error_callback=_last_outcome,
         )
-        return _answer(retrying(once), attempts)
+        answer = _answer(retrying(once), attempts)
+        failed = answer.status is None or retryable_status(answer.status)
+        if answer.status in AUTH_REFUSED or (failed and paused()):
+            # Not the messages' fault: they wait for the API (or the key) to be fixed.
+            return dataclasses.replace(answer, paused=True)
+        return answer
+
+
+#: Answers that refuse the key, not the messages: they open the circuit at once.
+AUTH_REFUSED = (401, 403)
+
+
+def retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _tell(circuit: Circuit, endpoint: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if status in AUTH_REFUSED:
+        code, msg = Answer(status, _json_or_text(response), 1).error
+        circuit.failure(f"POST {endpoint} answered {status} {code} {msg}"[:300], at_once=True)
+    elif retryable_status(status):
+        circuit.failure(f"POST {endpoint} answered {status}")
+    else:
+        circuit.success()
+
+
+class _StopBefore(stop_base):
+    """Stop when the next attempt would start after the deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self._deadline
+
+
+class _StopIf(stop_base):
+    """Stop when a condition holds (the circuit opened meanwhile)."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self._condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._condition()
 
 
 def _last_outcome(state: RetryCallState) -> httpx.Response | BaseException | None:
@@ -165,10 +251,13 @@ def _log_retry(state: RetryCallState, endpoint: str, label: str, size: int) -> N
 
 def _answer(result: httpx.Response | BaseException | None, attempts: int) -> Answer:
     if isinstance(result, httpx.Response):
-        try:
-            body: Any = orjson.loads(result.content)
-        except orjson.JSONDecodeError:
-            body = result.text
-        return Answer(result.status_code, body, attempts)
+        return Answer(result.status_code, _json_or_text(result), attempts)
     name = type(result).__name__ if result is not None else "no attempt"
     return Answer(None, None, attempts, transport_error=f"{name}: {result}")
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text

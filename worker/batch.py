@@ -1,10 +1,13 @@
 """One batch of one channel, top to bottom.
 
-the batch starts: it gets the entries it holds (worker/ownership.py), or nothing when stale
+the batch starts: it gets the entries it holds (worker/ownership.py), or nothing when stale;
+    while the API circuit is open (worker/circuit.py) it gives them all back unsent
   → each entry parsed and re-validated (an invalid or malformed one is rejected, never sent)
   → jobIds claimed in the ledger (finished ones are only acknowledged; ones another live
     batch holds are left pending)
-  → POSTed (retries, 422 splitting: worker/delivery.py)
+  → jobs older than their channel's MAX_AGE expire instead of being sent late
+  → POSTed (retries, 422 splitting, one deadline for the batch: worker/delivery.py); jobs
+    the circuit stops are given back unsent
   → one Lua step publishes the outcomes with the ledger and acknowledges and deletes the
     entries whose job is final (worker/ledger.py).
 A crash anywhere before the last step leaves the entries with the batch; when its lease
@@ -34,9 +37,9 @@ from tasks.channels import CHANNELS
 from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome, is_job_id
 from worker import metrics
-from worker.delivery import ItemResult, Status, deliver
+from worker.delivery import ItemResult, Sending, Status, deliver
 from worker.ledger import Finished, FinishReport
-from worker.ownership import HeldEntry
+from worker.ownership import HeldEntry, Started
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Parsed:
     job: Job | None
     problem: str | None  # why the entry cannot be sent
     give_up: bool = False  # delivered too often without an outcome: failed, dead-lettered
+    expire: bool = False  # too old to send: expired
 
 
 @dataclass
@@ -58,6 +62,8 @@ class BatchReport:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
+    expired: int = 0
+    returned: int = 0  # given back unsent: the circuit is open
     busy: int = 0  # held by another live batch: left pending
     finished_before: int = 0  # duplicates of finished jobs: acknowledged only
     requests: int = 0
@@ -68,34 +74,53 @@ class BatchReport:
     def log_line(self) -> str:
         return (
             f"batch channel={self.channel} size={self.size} accepted={self.accepted} "
-            f"rejected={self.rejected} failed={self.failed} attempts={self.requests} "
+            f"rejected={self.rejected} failed={self.failed} expired={self.expired} "
+            f"returned={self.returned} attempts={self.requests} "
             f"splits={self.splits} busy={self.busy} duplicates={self.finished_before} "
             f"seconds={self.seconds:.3f}"
         )
 
 
-def process_batch(res: Resources, channel: str, batch: str) -> BatchReport | None:
-    """Send a queued batch; None when it is stale (taken over while it waited)."""
-    held = res.ownership.start(channel, batch)
-    if held is None:
+def process_batch(
+    res: Resources, channel: str, batch: str, *, probe: bool = False
+) -> BatchReport | None:
+    """Send a queued batch; None when it is stale (taken over while it waited). A `probe`
+    sends even while the circuit is open: it is the one request that tests the API."""
+    started = res.ownership.start(channel, batch)
+    if started is None:
         log.info("batch channel=%s id=%s is stale: taken over while it waited", channel, batch)
         return None
     res.leases.add(batch)
     try:
-        return _process(res, channel, batch, held)
+        if not probe and res.circuit.state().open:
+            return _give_back(res, channel, batch, len(started.entries))
+        return _process(res, channel, batch, started, probe)
     finally:
         res.leases.remove(batch)
+        if probe:
+            res.circuit.probe_done()
 
 
-def _process(res: Resources, channel: str, batch: str, held: list[HeldEntry]) -> BatchReport:
-    started = time.monotonic()
-    report = BatchReport(channel, len(held))
-    context = ContractContext(flashcall_code_max_digits=res.settings.flashcall_code_max_digits)
+def _give_back(res: Resources, channel: str, batch: str, size: int) -> BatchReport:
+    """The circuit is open: every entry waits, unsent and without an outcome."""
+    _finish_batch(res, channel, batch, [])
+    report = BatchReport(channel, size, returned=size)
+    _count(report)
+    log.info(report.log_line())
+    return report
+
+
+def _process(
+    res: Resources, channel: str, batch: str, started: Started, probe: bool
+) -> BatchReport:
+    clock = time.monotonic()
+    report = BatchReport(channel, len(started.entries))
+    settings = res.settings
+    context = ContractContext(flashcall_code_max_digits=settings.flashcall_code_max_digits)
+    held = started.entries
     acks: list[Finished] = [Finished(e.entry_id, "") for e in held if e.raw is None]
     parsed = [
-        parse_entry(e, channel, context, res.settings.max_job_bytes)
-        for e in held
-        if e.raw is not None
+        parse_entry(e, channel, context, settings.max_job_bytes) for e in held if e.raw is not None
     ]
     first: dict[str, Parsed] = {}
     for p in parsed:
@@ -105,16 +130,24 @@ def _process(res: Resources, channel: str, batch: str, held: list[HeldEntry]) ->
         else:
             first[p.job_id] = p
     mine: list[Parsed] = []
+    oldest_ms = started.redis_ms - int(settings.tuning(channel).max_age_s * 1000)
     for p, claim in zip(first.values(), res.ledger.claim(batch, list(first)), strict=True):
         if claim == "claimed":
-            mine.append(_give_up(p, res.settings.max_deliveries))
+            mine.append(_expire(_give_up(p, settings.max_deliveries), oldest_ms))
         elif claim == "done":
             report.finished_before += 1
             acks.append(Finished(p.entry.entry_id, p.job_id))
         else:
             report.busy += 1
+    how = Sending(
+        CHANNELS[channel].endpoint,
+        channel,
+        deadline=clock + settings.retry_max_seconds,
+        circuit=res.circuit,
+        probe=probe,
+    )
     try:
-        outcomes = _send_and_judge(res, channel, mine, report)
+        outcomes = _send_and_judge(res, how, mine, report)
         # Acknowledgements after the outcomes: a duplicate's entry is acknowledged once the
         # outcome of its jobId is in.
         finish = _finish_batch(res, channel, batch, outcomes + acks)
@@ -123,7 +156,7 @@ def _process(res: Resources, channel: str, batch: str, held: list[HeldEntry]) ->
         raise
     report.published = finish.published
     _warn_unpublished(channel, batch, finish)
-    report.seconds = time.monotonic() - started
+    report.seconds = time.monotonic() - clock
     _count(report)
     log.info(report.log_line())
     return report
@@ -150,9 +183,11 @@ def _warn_unpublished(channel: str, batch: str, finish: FinishReport) -> None:
 
 def _count(report: BatchReport) -> None:
     channel = report.channel
-    for status in ("accepted", "rejected", "failed"):
+    for status in ("accepted", "rejected", "failed", "expired"):
         if getattr(report, status):
             metrics.JOBS.labels(channel, status).inc(getattr(report, status))
+    if report.returned:
+        metrics.RETURNED.labels(channel).inc(report.returned)
     if report.busy:
         metrics.SKIPPED.labels(channel, "busy").inc(report.busy)
     if report.finished_before:
@@ -202,6 +237,15 @@ def _give_up(p: Parsed, max_deliveries: int) -> Parsed:
     return Parsed(p.entry, p.job_id, None, problem, give_up=True)
 
 
+def _expire(p: Parsed, oldest_ms: int) -> Parsed:
+    """A message enqueued before `oldest_ms` (its channel's MAX_AGE ago) is not sent late."""
+    if p.job is None or p.entry.enqueued_ms >= oldest_ms:
+        return p
+    return Parsed(
+        p.entry, p.job_id, None, "older than its channel's MAX_AGE: not sent", expire=True
+    )
+
+
 def _decode(entry: HeldEntry, max_bytes: int) -> dict[str, Any] | str:
     """The entry's job as a dict, or what is wrong with it."""
     if not entry.raw:
@@ -216,22 +260,22 @@ def _decode(entry: HeldEntry, max_bytes: int) -> dict[str, Any] | str:
 
 
 def _send_and_judge(
-    res: Resources, channel: str, mine: list[Parsed], report: BatchReport
+    res: Resources, how: Sending, mine: list[Parsed], report: BatchReport
 ) -> list[Finished]:
     finished: list[Finished] = []
     sendable: list[Parsed] = []
     for p in mine:
         if p.job is None:
-            status: Status = "failed" if p.give_up else "rejected"
+            status: Status = "failed" if p.give_up else "expired" if p.expire else "rejected"
             result = ItemResult(status, error=(None, p.problem or "invalid job"))
-            finished.append(_finish(p, channel, result))
+            finished.append(_finish(p, how.label, result))
         else:
             sendable.append(p)
     if sendable:
         objects = [to_api_json(p.job.message) for p in sendable if p.job is not None]
-        results, stats = deliver(res.api, CHANNELS[channel].endpoint, objects, channel)
+        results, stats = deliver(res.api, how, objects)
         report.requests, report.splits = stats.requests, stats.splits
-        finished += [_finish(p, channel, r) for p, r in zip(sendable, results, strict=True)]
+        finished += [_finish(p, how.label, r) for p, r in zip(sendable, results, strict=True)]
     for f in finished:
         final = f.state.split(":", 1)[0]
         setattr(report, final, getattr(report, final) + 1)
@@ -239,6 +283,8 @@ def _send_and_judge(
 
 
 def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
+    if result.status == "returned":
+        return Finished(p.entry.entry_id, p.job_id, "returned")
     message: Any = p.job.message if p.job else None
     outcome = Outcome(
         jobId=p.job_id,

@@ -8,6 +8,10 @@ naming the batch goes on the channel's queue. While the batch waits there, the b
 its lease alive; the process that runs it takes over from there. Entries of holders whose
 lease lapsed (their process died) are taken over as soon as that is seen. On shutdown it
 stops reading and sends what it holds itself, within the grace period.
+
+While the API circuit is open (worker/circuit.py) it reads nothing and cuts nothing: jobs wait
+in their streams. When the cooldown is over, the batcher that takes the probe token cuts one
+batch as the probe; when the probe succeeds the circuit closes and every batcher reads again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
 from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
 from worker.batch import process_batch
+from worker.circuit import Circuit, CircuitState
 from worker.ownership import READER_PREFIX, Ownership, new_batch_id
 from worker.resources import Resources
 
@@ -68,6 +73,7 @@ class Queued:
     channel: Channel
     size: int
     since: float
+    probe: bool = False
     on_broker: bool = False
 
 
@@ -80,6 +86,8 @@ class Batcher:
             settings.redis_url, socket_connect_timeout=5, socket_timeout=30
         )
         self._ownership = Ownership(self._redis, self._keys, settings.lease_ms)
+        self._circuit = Circuit(self._redis, self._keys, settings)
+        self._paused_reason: str | None = None
         self._names = (f"{READER_PREFIX}{node}-{os.getpid()}-{n}" for n in itertools.count())
         self.reader = next(self._names)
         self._buffers = {
@@ -130,26 +138,55 @@ class Batcher:
         if now >= self._next_renewal:
             self._renew(now)
             self._next_renewal = now + self._settings.lease_ms / 4000
-        self._dispatch_due(now)
         if now >= self._next_reclaim:
             self._reclaim(now)
             self._next_reclaim = now + self._settings.lease_ms / 4000
+        circuit = self._circuit.state()
+        if circuit.open:
+            self._paused(now, circuit)
+            return
+        if self._paused_reason is not None:
+            log.warning("batcher %s reads again: the circuit closed", self.reader)
+            self._paused_reason = None
+        self._dispatch_due(now)
         readable = [b for b in self._buffers.values() if not self._queue_full(b.channel)]
         if not readable:
             self._stopping.wait(0.01)
             return
         wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in self._buffers.values())])
+        self._read(now, readable, block_ms=max(1, int(wait_s * 1000)))
+
+    def _read(self, now: float, buffers: list[Buffer], block_ms: int) -> None:
         reply: Any = self._redis.xreadgroup(
             CONSUMER_GROUP,
             self.reader,
-            {self._keys.jobs(b.channel.name): ">" for b in readable},
-            count=max(b.size for b in readable),
-            block=max(1, int(wait_s * 1000)),
+            {self._keys.jobs(b.channel.name): ">" for b in buffers},
+            count=max(b.size for b in buffers),
+            block=block_ms,
         )
         seen = time.monotonic()
         for stream, entries in reply or []:
             channel = as_text(stream).rsplit(":", 1)[1]
             self._buffers[channel].entries += [(as_text(e), seen) for e, _ in entries]
+
+    def _paused(self, now: float, circuit: CircuitState) -> None:
+        """Nothing is read or cut while the circuit is open, but the one probe batch."""
+        if self._paused_reason != circuit.reason:
+            log.warning("batcher %s paused, circuit open: %s", self.reader, circuit.reason)
+            self._paused_reason = circuit.reason
+        if circuit.probe_due and self._circuit.take_probe() and not self._probe(now):
+            self._circuit.probe_done()  # nothing to send here: another batcher may probe
+        self._stopping.wait(MAX_BLOCK_MS / 1000)
+
+    def _probe(self, now: float) -> bool:
+        """Cut one batch to test the API with; False if this batcher has no job to send."""
+        if not any(b.entries for b in self._buffers.values()):
+            self._read(now, list(self._buffers.values()), block_ms=1)
+        buffer = next((b for b in self._buffers.values() if b.entries), None)
+        if buffer is None:
+            return False
+        log.warning("batcher %s sends a probe batch of %s", self.reader, buffer.channel.name)
+        return self._cut(buffer, now, probe=True)
 
     def _renew(self, now: float) -> None:
         """Keep this reader and its batches waiting on the broker alive. A batch that waited
@@ -186,16 +223,21 @@ class Batcher:
                 self._put_on_broker(batch, queued)
         for buffer in self._buffers.values():
             while buffer.due(now) and not self._queue_full(buffer.channel):
-                entry_ids = buffer.take()
-                batch = new_batch_id()
-                if not self._ownership.hand_over(
-                    buffer.channel.name, self.reader, batch, entry_ids
-                ):
-                    self._lost_reader()
+                if not self._cut(buffer, now):
                     return
-                queued = Queued(buffer.channel, len(entry_ids), now)
-                self._queued[batch] = queued
-                self._put_on_broker(batch, queued)
+
+    def _cut(self, buffer: Buffer, now: float, probe: bool = False) -> bool:
+        """Hand the buffer's next batch over to a new batch and offer it to the broker;
+        False if this reader lost its lease (and with it what it had read)."""
+        entry_ids = buffer.take()
+        batch = new_batch_id()
+        if not self._ownership.hand_over(buffer.channel.name, self.reader, batch, entry_ids):
+            self._lost_reader()
+            return False
+        queued = Queued(buffer.channel, len(entry_ids), now, probe=probe)
+        self._queued[batch] = queued
+        self._put_on_broker(batch, queued)
+        return True
 
     def _put_on_broker(self, batch: str, queued: Queued) -> None:
         """A broker that refuses a task (unreachable, out of memory) holds up that batch only:
@@ -204,6 +246,7 @@ class Batcher:
             self._app.send_task(
                 SEND_BATCH,
                 args=[queued.channel.name, batch],
+                kwargs={"probe": True} if queued.probe else None,
                 queue=queued.channel.queue,
                 argsrepr=f"({queued.channel.name!r}, <{queued.size} jobs>)",
             )

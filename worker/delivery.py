@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from worker.api_client import Answer, ApiClient
+from worker.circuit import Circuit
 
-Status = Literal["accepted", "rejected", "failed"]
+#: `returned`: not sent, no outcome: the circuit is open, so the job waits in its stream.
+Status = Literal["accepted", "rejected", "failed", "expired", "returned"]
 
 
 @dataclass
@@ -27,30 +29,50 @@ class DeliveryStats:
     splits: int = 0
 
 
+@dataclass(frozen=True)
+class Sending:
+    """How one batch sends: where, its deadline (time.monotonic()) shared by all its
+    requests, the circuit every answer is told to, and whether it is the circuit's probe."""
+
+    endpoint: str
+    label: str
+    deadline: float
+    circuit: Circuit | None = None
+    probe: bool = False
+
+
 def deliver(
-    client: ApiClient, endpoint: str, objects: list[dict[str, Any]], label: str
+    client: ApiClient, how: Sending, objects: list[dict[str, Any]]
 ) -> tuple[list[ItemResult], DeliveryStats]:
     """One result per object, in order.
 
     A 422 means nothing of that request was created; for n > 1 objects each half is sent
-    again, recursively, so one bad object in 1,000 costs about 2*log2(1000) extra requests
-    and every valid object is still delivered.
+    again, recursively (within the batch's one deadline), so one bad object in 1,000 costs
+    about 2*log2(1000) extra requests and every valid object is still delivered.
     """
-    delivery = _Delivery(client, endpoint, objects, label)
+    delivery = _Delivery(client, how, objects)
     delivery.send(list(range(len(objects))))
     return delivery.results, delivery.stats
 
 
 class _Delivery:
-    def __init__(
-        self, client: ApiClient, endpoint: str, objects: list[dict[str, Any]], label: str
-    ) -> None:
-        self.client, self.endpoint, self.objects, self.label = client, endpoint, objects, label
+    def __init__(self, client: ApiClient, how: Sending, objects: list[dict[str, Any]]) -> None:
+        self.client, self.how, self.objects = client, how, objects
         self.results = [ItemResult("failed") for _ in objects]
         self.stats = DeliveryStats()
+        self.probing = how.probe
 
     def send(self, slots: list[int]) -> None:
-        answer = self.client.post(self.endpoint, [self.objects[i] for i in slots], self.label)
+        how = self.how
+        answer = self.client.post(
+            how.endpoint,
+            [self.objects[i] for i in slots],
+            how.label,
+            deadline=how.deadline,
+            circuit=how.circuit,
+            probe=self.probing,
+        )
+        self.probing = False  # a probe is one request: the rest follow the circuit
         self.stats.requests += answer.attempts
         for i in slots:
             self.results[i].attempts += answer.attempts
@@ -69,6 +91,8 @@ class _Delivery:
 
 def _classify(answer: Answer, size: int) -> list[ItemResult]:
     """What one answer means for each of the `size` items it carried."""
+    if answer.paused:
+        return [ItemResult("returned") for _ in range(size)]
     if answer.status == 200:
         items = answer.body.get("items") if isinstance(answer.body, dict) else None
         if isinstance(items, list) and len(items) == size:
@@ -76,10 +100,10 @@ def _classify(answer: Answer, size: int) -> list[ItemResult]:
         failure = (None, f"a 200 answer without one item per message: {str(answer.body)[:200]}")
         return [ItemResult("failed", error=failure) for _ in range(size)]
     code, _ = answer.error
-    # 401/403: the key is wrong for this call, and 422 for one item: the item is wrong.
-    # Retries ran out (5xx, 429, network) or an answer the docs do not list: failed, so the
-    # job is dead-lettered and can be replayed once the cause is fixed.
-    status: Status = "rejected" if answer.status in (401, 403, 422) else "failed"
+    # 422 for one item: the item is wrong. (401/403 refuse the key, not the items: the answer
+    # is `paused`.) Retries ran out while the circuit stayed closed, or an answer the docs do
+    # not list: failed, so the job is dead-lettered and can be replayed.
+    status: Status = "rejected" if answer.status == 422 else "failed"
     return [ItemResult(status, code=code, error=answer.error) for _ in range(size)]
 
 

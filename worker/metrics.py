@@ -62,6 +62,16 @@ API_SECONDS = Histogram(
 )
 RETRIES = Counter("revicom_api_retries", "API requests retried, by reason.", ["reason"])
 SPLITS = Counter("revicom_422_splits", "Requests split in two after a 422.", ["channel"])
+CIRCUIT_OPENED = Counter(
+    "revicom_circuit_opened",
+    "Times the API circuit opened (sending paused for every pod), by reason: auth or unavailable.",
+    ["reason"],
+)
+RETURNED = Counter(
+    "revicom_jobs_returned",
+    "Jobs a batch gave back unsent because the circuit was open: they wait in their stream.",
+    ["channel"],
+)
 
 
 class StreamCollector(Collector):

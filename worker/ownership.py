@@ -8,7 +8,8 @@ group: a *reader* (a batcher, which read it and has not yet cut it into a batch)
     reader   renewed by its batcher thread
     queued   a batch on the Celery queue, renewed by the batcher that cut it
     running  renewed by the process sending it (ledger heartbeat)
-    parked   a finished batch that left entries pending (their jobIds were busy elsewhere)
+    waiting  entries a batch gave back unsent (the circuit was open, or their jobIds were
+             busy in another batch), taken over when it lapses without counting a delivery
 
 Entries change holder only in Lua scripts that check the leases: a reader hands entries to
 a new batch (`hand_over.lua`); a batch starts only while it is `queued` (`start.lua`); the
@@ -37,9 +38,11 @@ from tasks.keys import CONSUMER_GROUP, Keys, as_text
 
 LUA = Path(__file__).with_name("lua")
 
-#: Holder names: a reader is `r-{node}-{pid}-{n}`, a batch `b-{uuid}`.
+#: Holder names: a reader is `r-{node}-{pid}-{n}`, a batch `b-{uuid}`, and entries a batch
+#: gave back unsent (the circuit was open, or their jobId was busy) wait as `w-{uuid}`.
 READER_PREFIX = "r-"
 BATCH_PREFIX = "b-"
+WAITING_PREFIX = "w-"
 
 
 def script(client: redis.Redis, name: str) -> Script:
@@ -58,6 +61,17 @@ class HeldEntry:
     entry_id: str
     deliveries: int  # times handed to a holder: 1, plus one per holder that died with it
     raw: bytes | None  # the `job` field; b"" when the entry has none, None when it is gone
+
+    @property
+    def enqueued_ms(self) -> int:
+        """When the entry was added (its id's first part, Redis's clock in ms)."""
+        return int(self.entry_id.split("-", 1)[0])
+
+
+@dataclass(frozen=True)
+class Started:
+    redis_ms: int  # Redis's clock when the batch started (entry ids carry the same clock)
+    entries: list[HeldEntry]
 
 
 class Ownership:
@@ -85,7 +99,7 @@ class Ownership:
         )
         return int(moved) >= 0
 
-    def start(self, channel: str, batch: str) -> list[HeldEntry] | None:
+    def start(self, channel: str, batch: str) -> Started | None:
         """The entries of a queued batch, now running; None for a stale batch."""
         reply: Any = self._start(
             keys=[self._keys.jobs(channel), self._keys.lease(batch)],
@@ -93,7 +107,8 @@ class Ownership:
         )
         if reply is None:
             return None
-        return [_held(row) for row in reply]
+        now_ms, rows = reply
+        return Started(int(now_ms), [_held(row) for row in rows])
 
     def reclaim(self, channel: str, dead: str, reader: str, count: int) -> list[str] | None:
         """Ids of up to `count` entries of `dead` now held by `reader`; None if `dead` is

@@ -15,6 +15,7 @@ import redis
 from config import Settings, get_settings
 from tasks.keys import Keys
 from worker.api_client import ApiClient
+from worker.circuit import Circuit
 from worker.ledger import Ledger
 from worker.ownership import LeaseKeeper, Ownership
 
@@ -27,6 +28,7 @@ class Resources:
     ledger: Ledger
     ownership: Ownership
     leases: LeaseKeeper
+    circuit: Circuit
     api: ApiClient
 
     _current: ClassVar[tuple[int, Resources] | None] = None
@@ -51,8 +53,9 @@ class Resources:
             settings,
             keys,
             client,
-            Ledger(client, keys, settings.ledger_ttl_s, park_ms=lease_ms),
+            Ledger(client, keys, settings.ledger_ttl_s, wait_ms=lease_ms),
             Ownership(client, keys, lease_ms),
             LeaseKeeper(client, keys, lease_ms),
+            Circuit(client, keys, settings),
             ApiClient(settings),
         )

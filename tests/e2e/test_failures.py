@@ -7,7 +7,6 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.jobs import Job
 from tests.contract_cases import BASE, variant
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import outcomes, settled, wait_until
@@ -23,22 +22,6 @@ def test_a_5xx_then_success_is_accepted_on_attempt_2(e2e: E2E) -> None:
     by_job = e2e.outcomes(10)
     assert {(o.status, o.attempts, o.httpStatus) for o in by_job.values()} == {("accepted", 2, 200)}
     assert len(received(e2e.sandbox)) == 10
-
-
-def test_a_persistent_503_fails_and_dead_letters(e2e: E2E) -> None:
-    set_faults(e2e.sandbox, status={"status": 503, "fraction": 1.0})
-    e2e.producer.enqueue_many(sms_jobs(5))
-    e2e.start_worker(RETRY_MAX_ATTEMPTS="3")
-    by_job = e2e.outcomes(5)
-    outcome = by_job["sms-0"]
-    assert (outcome.status, outcome.attempts, outcome.httpStatus) == ("failed", 3, 503)
-    assert outcome.error is not None
-    assert (outcome.error.code, outcome.error.msg) == (5030, "Url shortener is unavailable")
-    dead: Any = e2e.redis.xrange(e2e.keys.dead)
-    assert len(dead) == 5
-    jobs = sorted(Job.model_validate_json(f[b"job"]).jobId for _, f in dead)
-    assert jobs == sorted(by_job)
-    assert stats(e2e.sandbox)["requestsByStatus"] == {"503": 3}
 
 
 def test_429_retry_after_is_honoured(e2e: E2E) -> None:
@@ -72,22 +55,6 @@ def test_one_bad_number_in_1000_sinks_only_itself(e2e: E2E) -> None:
     assert {o.status for o in by_job.values()} == {"accepted"}
     assert len(received(e2e.sandbox)) == 999
     assert stats(e2e.sandbox)["requests"] <= 1 + 2 * math.ceil(math.log2(1000))
-
-
-def test_401_is_rejected_without_retry(e2e: E2E) -> None:
-    e2e.producer.enqueue_many(sms_jobs(4))
-    e2e.start_worker(REVICOM_API_TOKEN="wrong-token")
-    by_job = e2e.outcomes(4)
-    outcome = by_job["sms-0"]
-    assert outcome.error is not None
-    assert (outcome.status, outcome.attempts, outcome.httpStatus, outcome.error.code) == (
-        "rejected",
-        1,
-        401,
-        4012,
-    )
-    assert stats(e2e.sandbox)["requests"] == 1
-    assert e2e.redis.xlen(e2e.keys.dead) == 0
 
 
 def test_per_item_codes(e2e: E2E) -> None:
@@ -177,9 +144,9 @@ def test_outcomes_publish_everything_an_upstream_app_needs(e2e: E2E) -> None:
 def test_a_failed_job_is_sent_again_only_by_a_replay(e2e: E2E) -> None:
     from ops.replay import replay
 
-    set_faults(e2e.sandbox, status={"status": 503, "fraction": 1.0})
+    set_faults(e2e.sandbox, status={"status": 503, "fraction": 1.0}, latencyMs=600)
     e2e.producer.enqueue_many(sms_jobs(3))
-    e2e.start_worker(RETRY_MAX_ATTEMPTS="2")
+    e2e.start_worker(RETRY_MAX_SECONDS="0.3")  # the batch's deadline ends its retries
     assert {o.status for o in e2e.outcomes(3).values()} == {"failed"}
     set_faults(e2e.sandbox)
     e2e.producer.enqueue({"jobId": "sms-0", "message": BASE["SMS"]})  # the app enqueued it again

@@ -51,6 +51,9 @@ def test_the_log_has_a_line_per_batch_and_never_the_token(e2e: E2E) -> None:
     e2e.producer.enqueue_many(sms_jobs(20))
     e2e.outcomes(20)
     log = worker.log.read_text()
-    assert "batch channel=SMS size=20 accepted=20 rejected=0 failed=0 attempts=2" in log
+    assert (
+        "batch channel=SMS size=20 accepted=20 rejected=0 failed=0 expired=0 returned=0 "
+        "attempts=2" in log
+    )
     assert "retrying POST /api/v1/message (SMS, 20 items) after HTTP 503" in log
     assert SANDBOX_TOKEN not in log

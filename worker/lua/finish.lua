@@ -1,6 +1,6 @@
 -- Finish a batch in one step: publish each outcome with its ledger state, acknowledge and
--- delete each entry whose job is final, then end the batch (or park what it could not
--- finish). An entry is acknowledged only when its job's outcome is in Redis.
+-- delete each entry whose job is final, then end the batch; what it leaves pending waits
+-- under a 'w-' holder. An entry is acknowledged only when its job's outcome is in Redis.
 -- KEYS[1]  the job stream
 -- KEYS[2]  the batch's lease key
 -- KEYS[3]  the results stream
@@ -10,9 +10,11 @@
 -- ARGV[3]  ledger key prefix
 -- ARGV[4]  lease key prefix
 -- ARGV[5]  ledger ttl (s)
--- ARGV[6]  park (ms): how long entries left pending wait before they are taken over
--- ARGV[7]  JSON array of rows {entry id, jobId, final state, outcome JSON, job JSON}; the
+-- ARGV[6]  wait (ms): how long entries left pending wait before they are taken over
+-- ARGV[7]  the waiting holder's name ('w-...')
+-- ARGV[8]  JSON array of rows {entry id, jobId, final state, outcome JSON, job JSON}; the
 --          last three are '' for an entry whose jobId finished before (only acknowledged);
+--          the state is 'returned' for a job given back unsent (its claim is released);
 --          the job JSON is '' unless the job goes to the dead letters. A row with jobId ''
 --          is an entry deleted meanwhile: only acknowledged. Rows are taken in order, so an
 --          acknowledgement comes after the outcome of its jobId.
@@ -22,7 +24,7 @@
 -- Returns {published, final already, held by another live batch, entries acknowledged}.
 local claim = 'inflight:' .. ARGV[2]
 local published, already, taken, acked = 0, 0, 0, 0
-for _, row in ipairs(cjson.decode(ARGV[7])) do
+for _, row in ipairs(cjson.decode(ARGV[8])) do
   local entry, key = row[1], ARGV[3] .. row[2]
   local final, mine = false, false
   if row[2] == '' then
@@ -38,7 +40,9 @@ for _, row in ipairs(cjson.decode(ARGV[7])) do
       final = true
     end
   end
-  if mine and row[3] ~= '' then
+  if row[3] == 'returned' then
+    if redis.call('GET', key) == claim then redis.call('DEL', key) end
+  elseif mine and row[3] ~= '' then
     redis.call('SET', key, row[3], 'EX', ARGV[5])
     redis.call('XADD', KEYS[3], '*', 'outcome', row[4])
     if row[5] ~= '' then
@@ -58,10 +62,14 @@ for _, row in ipairs(cjson.decode(ARGV[7])) do
     end
   end
 end
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-else
-  redis.call('SET', KEYS[2], 'parked', 'PX', ARGV[6])
+local left = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100000, ARGV[2])
+if #left > 0 then
+  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[7], '0'}
+  for _, p in ipairs(left) do args[#args + 1] = p[1] end
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+  redis.call('SET', ARGV[4] .. ARGV[7], 'waiting', 'PX', ARGV[6])
 end
+redis.call('DEL', KEYS[2])
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return {published, already, taken, acked}

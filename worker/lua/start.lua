@@ -5,8 +5,9 @@
 -- ARGV[2]  the batch id (its consumer name)
 -- ARGV[3]  lease (ms)
 -- Returns false when the batch is not queued (its lease lapsed and its entries were taken
--- over, or another copy of the task runs it): a stale task does nothing. Otherwise one
--- {entry id, deliveries, job field or false} per entry the batch holds, oldest first.
+-- over, or another copy of the task runs it): a stale task does nothing. Otherwise
+-- {Redis time (ms), {entry id, deliveries, job field or false} per entry the batch holds,
+-- oldest first}: the time is the clock the entry ids were made with, to age them.
 if redis.call('GET', KEYS[2]) ~= 'queued' then
   return false
 end
@@ -24,4 +25,5 @@ for i, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, A
   end
   out[i] = {p[1], p[4], body}
 end
-return out
+local t = redis.call('TIME')
+return {tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), out}

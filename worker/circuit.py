@@ -1,0 +1,101 @@
+"""The circuit breaker every pod shares: when the API keeps failing, nobody sends.
+
+Its state lives in Redis (`{prefix}:circuit`), so one pod's failures stop them all. Requests
+that fail (5xx, 429, network errors) are counted in a row across pods; `CIRCUIT_FAILURES` of
+them open the circuit, and a 401/403 opens it at once (a wrong key fails every request, and
+says nothing about the jobs). While it is open the batchers stop reading, batches that start
+give their entries back unsent, and a request in its retries stops retrying: jobs wait in
+their streams with no outcome and no dead letter. After a cooldown one batch goes as the
+probe (`{prefix}:circuit:probe`, taken by one batcher); its success closes the circuit and
+sending resumes by itself, its failure doubles the cooldown (up to `CIRCUIT_COOLDOWN_MAX_S`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config import Settings
+from tasks.keys import Keys, as_text
+from worker import metrics
+from worker.ownership import script
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    open: bool
+    probe_due: bool = False  # open, and the cooldown is over: one batch may test the API
+    reason: str = ""
+    opened_ms: int | None = None  # Redis time it opened
+
+    @property
+    def closed(self) -> bool:
+        return not self.open
+
+
+CLOSED = CircuitState(open=False)
+
+
+class Circuit:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._redis = client
+        self._key = keys.circuit
+        self._probe_key = keys.circuit_probe
+        self._threshold = settings.circuit_failures
+        self._cooldown_ms = int(settings.circuit_cooldown_s * 1000)
+        self._max_cooldown_ms = int(settings.circuit_cooldown_max_s * 1000)
+        self._probe_ms = int((settings.retry_max_seconds + settings.send_timeout_s) * 1000)
+        self._failure = script(client, "circuit_failure")
+        self._success = script(client, "circuit_success")
+
+    def state(self) -> CircuitState:
+        return read_state(self._redis, self._key)
+
+    def failure(self, reason: str, *, at_once: bool = False) -> None:
+        """One failed request; `at_once` for a refused key."""
+        reply: Any = self._failure(
+            keys=[self._key],
+            args=[self._threshold, self._cooldown_ms, self._max_cooldown_ms, int(at_once), reason],
+        )
+        if int(reply[2]):
+            metrics.CIRCUIT_OPENED.labels("auth" if at_once else "unavailable").inc()
+            level = logging.ERROR if at_once else logging.WARNING
+            log.log(
+                level,
+                "circuit OPEN: %s; sending paused for every pod, jobs wait in their streams; "
+                "a probe in %.1f s%s",
+                reason,
+                int(reply[1]) / 1000,
+                " (fix REVICOM_API_TOKEN: a refused key fails every request)" if at_once else "",
+            )
+
+    def success(self) -> None:
+        if int(self._success(keys=[self._key])):
+            log.warning("circuit closed: the API answers again; sending resumes")
+
+    def take_probe(self) -> bool:
+        """Whether this caller sends the one probe batch (until it ends, or its time is up)."""
+        return bool(self._redis.set(self._probe_key, 1, nx=True, px=self._probe_ms))
+
+    def probe_done(self) -> None:
+        self._redis.delete(self._probe_key)
+
+
+def read_state(client: redis.Redis, key: str) -> CircuitState:
+    """The circuit as stored (also read by `status` and the metrics exporter)."""
+    state, until, reason, opened = client.hmget(key, ["state", "until", "reason", "opened"])
+    if state is None or as_text(state) != "open":
+        return CLOSED
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    return CircuitState(
+        open=True,
+        probe_due=until is None or now_ms >= int(until),
+        reason=as_text(reason or b""),
+        opened_ms=int(opened) if opened is not None else None,
+    )
