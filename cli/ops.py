@@ -56,7 +56,17 @@ def status(
             c.channel, c.queue, str(c.length), unread, str(c.pending), str(c.consumers), age
         )
     out.print(table)
-    out.print(f"results stream: {state.results}   dead letters: {state.dead}")
+    out.print(
+        f"results stream: {state.results} ({state.results_bytes // 1024} KiB)   "
+        f"dead letters: {state.dead} ({state.dead_bytes // 1024} KiB)"
+    )
+    if state.circuit.open:
+        out.print(
+            f"[red bold]circuit OPEN for {state.circuit.open_for_s} s: {state.circuit.reason}[/]"
+            " — no pod sends; jobs wait in their streams; a probe tests the API after a cooldown"
+        )
+    else:
+        out.print("circuit: closed (sending)")
     for stray in state.stray:
         out.print(
             f"[yellow]warning: {stray.stream} holds {stray.length} entries that no worker reads "

@@ -110,6 +110,18 @@ class Settings(BaseSettings):
         ge=86_400,
         description="How long a jobId's final outcome is remembered (>= the API's longest ttl).",
     )
+    results_retention_s: float = Field(
+        86_400.0,
+        ge=60,
+        description="Outcomes older than this are trimmed from the results stream, but never "
+        "ones a consumer group has not read and acknowledged.",
+    )
+    dead_retention_s: float = Field(
+        604_800.0,
+        ge=60,
+        description="Dead letters older than this are trimmed (replay them before), but never "
+        "ones a consumer group has not read and acknowledged.",
+    )
     max_job_bytes: int = Field(
         65_536, ge=1024, description="Larger stream entries are rejected as malformed."
     )

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from tasks.channels import CHANNELS
+from tasks.circuit_state import read_state
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 
 
@@ -33,11 +34,21 @@ class StrayStream:
 
 
 @dataclass(frozen=True)
+class Circuit:
+    open: bool
+    reason: str  # why it opened (an API answer or a network error; never the token)
+    open_for_s: float | None
+
+
+@dataclass(frozen=True)
 class Status:
     channels: list[ChannelStatus]
     results: int
     dead: int
     stray: list[StrayStream]
+    circuit: Circuit
+    results_bytes: int  # memory the results stream takes in Redis (sampled estimate)
+    dead_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,12 +57,23 @@ class Status:
 def snapshot(client: redis.Redis, keys: Keys) -> Status:
     now_ms = time.time() * 1000
     channels = [_channel(client, keys, name, now_ms) for name in CHANNELS]
+    circuit = read_state(client, keys.circuit)
+    open_for = None
+    if circuit.open and circuit.opened_ms is not None:
+        open_for = round(max(0.0, now_ms - circuit.opened_ms) / 1000, 1)
     return Status(
         channels,
         int(client.xlen(keys.results)),
         int(client.xlen(keys.dead)),
         _stray(client, keys),
+        Circuit(circuit.open, circuit.reason, open_for),
+        _bytes(client, keys.results),
+        _bytes(client, keys.dead),
     )
+
+
+def _bytes(client: redis.Redis, key: str) -> int:
+    return int(client.memory_usage(key) or 0)
 
 
 def _stray(client: redis.Redis, keys: Keys) -> list[StrayStream]:

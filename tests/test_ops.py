@@ -61,7 +61,16 @@ def test_status_command_json(redis_url: str, redis_client: redis.Redis, keys: Ke
     data = json.loads(done.stdout)
     [whatsapp] = [c for c in data["channels"] if c["channel"] == "WHATSAPP"]
     assert whatsapp["length"] == 1
-    assert set(data) == {"channels", "results", "dead", "stray"}
+    assert set(data) == {
+        "channels",
+        "results",
+        "dead",
+        "stray",
+        "circuit",
+        "results_bytes",
+        "dead_bytes",
+    }
+    assert data["circuit"] == {"open": False, "reason": "", "open_for_s": None}
 
 
 def test_status_names_streams_no_worker_reads(

@@ -29,9 +29,11 @@ from celery import Celery, bootsteps
 
 from config import Settings, get_settings
 from tasks.channels import CHANNELS, Channel
+from tasks.circuit_state import CircuitState
 from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
+from worker import retention
 from worker.batch import process_batch
-from worker.circuit import Circuit, CircuitState
+from worker.circuit import Circuit
 from worker.ownership import READER_PREFIX, Ownership, new_batch_id
 from worker.resources import Resources
 
@@ -101,6 +103,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self._next_renewal = 0.0
         self._next_reclaim = 0.0
+        self._next_trim = 0.0
 
     def start(self) -> None:
         log.info("batcher %s reads %s", self.reader, ", ".join(self._buffers))
@@ -141,6 +144,9 @@ class Batcher:
         if now >= self._next_reclaim:
             self._reclaim(now)
             self._next_reclaim = now + self._settings.lease_ms / 4000
+        if now >= self._next_trim:
+            retention.trim(self._redis, self._keys, self._settings)
+            self._next_trim = now + retention.TRIM_EVERY_S
         circuit = self._circuit.state()
         if circuit.open:
             self._paused(now, circuit)

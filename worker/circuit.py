@@ -13,32 +13,17 @@ sending resumes by itself, its failure doubles the cooldown (up to `CIRCUIT_COOL
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from config import Settings
-from tasks.keys import Keys, as_text
+from tasks.circuit_state import CircuitState, read_state
+from tasks.keys import Keys
 from worker import metrics
 from worker.ownership import script
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CircuitState:
-    open: bool
-    probe_due: bool = False  # open, and the cooldown is over: one batch may test the API
-    reason: str = ""
-    opened_ms: int | None = None  # Redis time it opened
-
-    @property
-    def closed(self) -> bool:
-        return not self.open
-
-
-CLOSED = CircuitState(open=False)
 
 
 class Circuit:
@@ -84,18 +69,3 @@ class Circuit:
 
     def probe_done(self) -> None:
         self._redis.delete(self._probe_key)
-
-
-def read_state(client: redis.Redis, key: str) -> CircuitState:
-    """The circuit as stored (also read by `status` and the metrics exporter)."""
-    state, until, reason, opened = client.hmget(key, ["state", "until", "reason", "opened"])
-    if state is None or as_text(state) != "open":
-        return CLOSED
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    return CircuitState(
-        open=True,
-        probe_due=until is None or now_ms >= int(until),
-        reason=as_text(reason or b""),
-        opened_ms=int(opened) if opened is not None else None,
-    )

@@ -116,6 +116,17 @@ class StreamCollector(Collector):
         yield GaugeMetricFamily(
             "revicom_dead_letters", "Jobs in the dead-letter stream.", value=state.dead
         )
+        yield GaugeMetricFamily(
+            "revicom_results_bytes", "Memory of the results stream.", value=state.results_bytes
+        )
+        yield GaugeMetricFamily(
+            "revicom_dead_letters_bytes", "Memory of the dead letters.", value=state.dead_bytes
+        )
+        yield GaugeMetricFamily(
+            "revicom_circuit_open",
+            "1 while the API circuit is open: no pod sends, jobs wait.",
+            value=int(state.circuit.open),
+        )
 
 
 def serve(settings: Settings) -> None:

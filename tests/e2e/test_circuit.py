@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.circuit_state import read_state
 from tests.contract_cases import BASE
 from tests.e2e.conftest import E2E
 from tests.e2e.harness import pending, settled, wait_until
 from tests.e2e.sandbox_view import received, stats
 from tests.e2e.test_batching import sms_jobs
 from tests.sandbox_client import set_faults
-from worker.circuit import read_state
 
 
 def circuit_open(e2e: E2E) -> bool:
