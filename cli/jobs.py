@@ -29,7 +29,7 @@ from rich.table import Table
 from cli.jobs_file import JobLine, UnreadableFileError, read_job_lines
 from config import get_settings
 from tasks.keys import Keys
-from tasks.producer import Enqueued, Producer, WireJob, WriteError
+from tasks.producer import Enqueued, NotDurableError, Producer, WireJob, WriteError
 from tasks.untrusted import quote
 
 PROGRESS_FROM = 1000  # jobs; smaller files finish before a bar would be read
@@ -218,6 +218,15 @@ class _Writer:
                     self._record(chunk, partial.enqueued)
                     progress.stop()
                     self._refused(partial.error, chunk, len(chunk) - len(partial.enqueued))
+                except NotDurableError as undurable:
+                    self._record(chunk, undurable.enqueued)
+                    progress.stop()
+                    _fail(
+                        f"{escape(str(undurable))}\n{self.enqueued} job(s) were enqueued "
+                        f"({self._listed()}), the last {len(undurable.enqueued)} not confirmed "
+                        f"durable; nothing after line {chunk[-1][0]} was written",
+                        2,
+                    )
                 except redis.RedisError as error:
                     progress.stop()
                     self._lost(error, chunk)

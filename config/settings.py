@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,6 +121,23 @@ class Settings(BaseSettings):
         ge=60,
         description="Dead letters older than this are trimmed (replay them before), but never "
         "ones a consumer group has not read and acknowledged.",
+    )
+    durable_enqueue: Literal["none", "local", "replicas", "both"] = Field(
+        "none",
+        description="When an enqueue returns: `none` once Redis has the jobs in memory (a crash "
+        "loses what its `appendfsync` had not written: up to 1 s with `everysec`); `local` once "
+        "the AOF is fsynced, `replicas` once DURABLE_REPLICAS replicas have it, `both` (WAITAOF, "
+        "Redis >= 7.2).",
+    )
+    durable_replicas: int = Field(
+        1, ge=0, le=16, description="Replicas that must have a job (`replicas`, `both`)."
+    )
+    durable_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        le=60_000,
+        description="Longest wait for durability; past it the enqueue raises (the jobs are "
+        "written, not confirmed durable).",
     )
     max_job_bytes: int = Field(
         65_536, ge=1024, description="Larger stream entries are rejected as malformed."

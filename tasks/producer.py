@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
-from config import get_settings
+from config import Settings, get_settings
 from tasks.contract import ContractContext, FieldError
 from tasks.jobs import InvalidJobError, Job, parse_job
 from tasks.keys import JOB_FIELD, Keys, as_text
@@ -77,11 +77,41 @@ class WriteError(redis.RedisError):
         self.error = error
 
 
+@dataclass(frozen=True)
+class Durability:
+    """What an enqueue waits for before it returns (WAITAOF, Redis >= 7.2): the AOF fsynced
+    on the server (`local`) and/or written by `replicas` replicas, within `timeout_ms`."""
+
+    local: bool = False
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Durability | None:
+        mode = settings.durable_enqueue
+        if mode == "none":
+            return None
+        replicas = settings.durable_replicas if mode in ("replicas", "both") else 0
+        return cls(mode in ("local", "both"), replicas, settings.durable_timeout_ms)
+
+
+class NotDurableError(redis.RedisError):
+    """The jobs were written, but Redis did not confirm them durable in time (`acks`:
+    [fsynced locally, replicas]); `enqueued` lists them. Enqueueing them again is safe when
+    they carry jobIds of their own (each jobId is sent once)."""
+
+    def __init__(self, enqueued: list[Enqueued], message: str) -> None:
+        super().__init__(message)
+        self.enqueued = enqueued
+
+
 class Producer:
     """Writes jobs to `{prefix}:jobs:{CHANNEL}` with XADD, pipelined in chunks.
 
     `max_job_bytes` defaults to the MAX_JOB_BYTES setting (65536 unless set), the limit the
     workers of the same environment apply, so a job this producer writes is one they read.
+    `durability` defaults to DURABLE_ENQUEUE: with it, a call returns only once Redis says
+    the jobs are durable, and raises NotDurableError otherwise.
     """
 
     def __init__(
@@ -92,13 +122,16 @@ class Producer:
         chunk_size: int = 1000,
         context: ContractContext | None = None,
         max_job_bytes: int | None = None,
+        durability: Durability | Literal["settings"] | None = "settings",
     ) -> None:
         self._redis = client
         self._keys = keys
         self._chunk_size = chunk_size
         self._context = context
-        self.max_job_bytes = (
-            get_settings().max_job_bytes if max_job_bytes is None else max_job_bytes
+        settings = get_settings()
+        self.max_job_bytes = settings.max_job_bytes if max_job_bytes is None else max_job_bytes
+        self.durability = (
+            Durability.from_settings(settings) if durability == "settings" else durability
         )
 
     @property
@@ -110,9 +143,7 @@ class Producer:
 
         Raises InvalidJobError, listing every broken rule, and writes nothing in that case.
         """
-        record = self.prepare(item)
-        entry_id = self._redis.xadd(self._keys.jobs(record.channel), {JOB_FIELD: record.wire})
-        return Enqueued(0, record.jobId, record.channel, as_text(entry_id))
+        return self.enqueue_wire([self.prepare(item)])[0]
 
     def enqueue_many(self, items: Iterable[Job | dict[str, Any]]) -> list[EnqueueResult]:
         return list(self.iter_enqueue(items))
@@ -134,7 +165,7 @@ class Producer:
         For callers that validated before (the CLI validates a whole file, then writes it).
         Raises WriteError if Redis refused some of them, a redis error if the connection failed.
         """
-        entry_ids = self._xadd_all(records)
+        entry_ids, acks = self._xadd_all(records)
         enqueued = [
             Enqueued(i, r.jobId, r.channel, as_text(e))
             for i, (r, e) in enumerate(zip(records, entry_ids, strict=True))
@@ -143,6 +174,7 @@ class Producer:
         refusal = next((e for e in entry_ids if isinstance(e, Exception)), None)
         if refusal is not None:
             raise WriteError(enqueued, refusal)
+        self._check_durable(enqueued, acks)
         return enqueued
 
     def _enqueue_chunk(self, chunk: list[tuple[int, Job | dict[str, Any]]]) -> list[EnqueueResult]:
@@ -167,10 +199,34 @@ class Producer:
             results[slot] = Enqueued(chunk[slot][0], e.jobId, e.channel, e.entryId)
         return [r for r in results if r is not None]
 
-    def _xadd_all(self, records: Sequence[WireJob]) -> list[Any]:
+    def _xadd_all(self, records: Sequence[WireJob]) -> tuple[list[Any], Any]:
+        """Entry ids (or refusals) in order, and WAITAOF's reply when durability is asked."""
         if not records:
-            return []
+            return [], None
         pipe = self._redis.pipeline(transaction=False)
         for record in records:
             pipe.xadd(self._keys.jobs(record.channel), {JOB_FIELD: record.wire})
-        return pipe.execute(raise_on_error=False)
+        wanted = self.durability
+        if wanted is not None:
+            # WAITAOF waits for every write this connection made before it: the XADDs above.
+            pipe.waitaof(int(wanted.local), wanted.replicas, wanted.timeout_ms)
+        replies = pipe.execute(raise_on_error=False)
+        return (replies[:-1], replies[-1]) if wanted is not None else (replies, None)
+
+    def _check_durable(self, enqueued: list[Enqueued], acks: Any) -> None:
+        wanted = self.durability
+        if wanted is None or not enqueued:
+            return
+        if isinstance(acks, Exception):
+            reason = str(acks)
+            if "unknown command" in reason.lower():
+                version = self._redis.info("server").get("redis_version", "?")
+                reason = f"DURABLE_ENQUEUE needs Redis >= 7.2 (WAITAOF); this one is {version}"
+            raise NotDurableError(enqueued, f"jobs written, durability unknown: {reason}")
+        local, replicas = int(acks[0]), int(acks[1])
+        if local < int(wanted.local) or replicas < wanted.replicas:
+            raise NotDurableError(
+                enqueued,
+                f"jobs written but not durable within {wanted.timeout_ms} ms: fsynced locally "
+                f"{bool(local)}, on {replicas} of {wanted.replicas} replica(s)",
+            )
