@@ -10,6 +10,7 @@ COPY devenv devenv
 COPY sandbox sandbox
 COPY ops ops
 COPY bench bench
+COPY chaos chaos
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

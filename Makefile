@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test soak lint format schemas sandbox worker flower bench clean
+.PHONY: install demo test soak chaos lint format schemas sandbox worker flower bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ soak: install
 	$(PY) -m pytest -m slow -s
 	HYPOTHESIS_EXAMPLES=5000 $(PY) -m pytest -q tests/test_hostile_contract.py \
 		tests/test_hostile_sandbox.py tests/test_hostile_cli.py tests/test_entry_parsing.py
+
+# The chaos matrix (20,000 SMS + 500 FLASHCALL a scenario, each on its own Redis server):
+# kills, outages, a wrong key, Redis restarts, power loss, a full Redis... and its table.
+# `make chaos CHAOS=--fast` runs the small scale CI keeps.
+chaos: install
+	$(PY) -m chaos $(CHAOS)
 
 lint: install
 	$(VENV)/bin/ruff check .

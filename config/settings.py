@@ -158,10 +158,11 @@ class Settings(BaseSettings):
         30.0, ge=0, le=3600, description="On SIGTERM, time allowed to send what was read."
     )
     otp_concurrency: int = Field(
-        2,
+        32,
         ge=1,
-        le=64,
-        description="Worker processes kept for OTP batches (`revicom-dispatch worker`).",
+        le=256,
+        description="Threads of the OTP node (`revicom-dispatch worker`): OTP batches wait on "
+        "the API, so on a slow API this many requests overlap.",
     )
     bulk_concurrency: int = Field(
         2,

@@ -11,7 +11,7 @@ import redis
 
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from worker.ledger import Finished, Ledger
-from worker.ownership import Ownership
+from worker.ownership import Lease, Ownership
 
 LEASE_MS = 1000
 CHANNEL = "SMS"
@@ -126,12 +126,39 @@ def test_renew_never_revives_a_lapsed_lease_nor_keeps_a_started_batch_queued(
     queued_batch(redis_client, keys, own, "b-2")
     own.start(CHANNEL, "b-2")
     redis_client.delete(keys.lease("r-1"))
-    assert own.renew({"r-1": "reader", "b-1": "queued", "b-2": "queued"}) == {
-        "r-1": False,
-        "b-1": True,
-        "b-2": False,
+    leases = {
+        "r-1": Lease("reader"),
+        "b-1": Lease("queued", CHANNEL),
+        "b-2": Lease("queued", CHANNEL),
     }
+    assert own.renew(leases) == {"r-1": False, "b-1": True, "b-2": False}
     assert not redis_client.exists(keys.lease("r-1"))
+
+
+def test_a_batch_whose_lease_lapsed_while_redis_was_away_keeps_its_entries(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    """Redis restarted (or was out of reach) longer than a lease: the batch still holds its
+    entries, nobody took them over, so its lease is set again, and a reader finds it alive."""
+    queued_batch(redis_client, keys, own, "b-1")
+    own.start(CHANNEL, "b-1")
+    redis_client.delete(keys.lease("b-1"))
+    assert own.renew({"b-1": Lease("running", CHANNEL)}) == {"b-1": True}
+    assert redis_client.get(keys.lease("b-1")) == b"running"
+    own.new_reader("r-2")
+    assert own.reclaim(CHANNEL, "b-1", "r-2", 1000) is None
+
+
+def test_a_batch_whose_entries_were_taken_over_is_not_revived(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    queued_batch(redis_client, keys, own, "b-1")
+    own.start(CHANNEL, "b-1")
+    redis_client.delete(keys.lease("b-1"))
+    own.new_reader("r-2")
+    assert own.reclaim(CHANNEL, "b-1", "r-2", 1000)
+    assert own.renew({"b-1": Lease("running", CHANNEL)}) == {"b-1": False}
+    assert not redis_client.exists(keys.lease("b-1"))
 
 
 def outcome_row(entry: str, job: str, state: str = "accepted:u1") -> Finished:

@@ -77,7 +77,11 @@ class ApiClient:
             base_url=settings.revicom_api_url,
             headers=headers,
             timeout=httpx.Timeout(settings.send_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            # One client per process; the OTP node's threads share it, one request each.
+            limits=httpx.Limits(
+                max_connections=max(8, settings.otp_concurrency),
+                max_keepalive_connections=max(8, settings.otp_concurrency),
+            ),
             transport=transport,
         )
         self._settings = settings

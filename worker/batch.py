@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from pydantic import ValidationError
@@ -43,6 +44,7 @@ from worker.ownership import HeldEntry, Started
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,11 @@ def process_batch(
 ) -> BatchReport | None:
     """Send a queued batch; None when it is stale (taken over while it waited). A `probe`
     sends even while the circuit is open: it is the one request that tests the API."""
-    started = res.ownership.start(channel, batch)
+    started = _wait_out("starting a batch", res.ownership.start, channel, batch)
     if started is None:
         log.info("batch channel=%s id=%s is stale: taken over while it waited", channel, batch)
         return None
-    res.leases.add(batch)
+    res.leases.add(channel, batch)
     try:
         if not probe and res.circuit.state().open:
             return _give_back(res, channel, batch, len(started.entries))
@@ -131,7 +133,8 @@ def _process(
             first[p.job_id] = p
     mine: list[Parsed] = []
     oldest_ms = started.redis_ms - int(settings.tuning(channel).max_age_s * 1000)
-    for p, claim in zip(first.values(), res.ledger.claim(batch, list(first)), strict=True):
+    claims = _wait_out("claiming jobIds", res.ledger.claim, batch, list(first))
+    for p, claim in zip(first.values(), claims, strict=True):
         if claim == "claimed":
             mine.append(_expire(_give_up(p, settings.max_deliveries), oldest_ms))
         elif claim == "done":
@@ -315,17 +318,32 @@ def _dead_letter(p: Parsed) -> str:
         return p.job.to_wire() if p.job else ""
 
 
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: Redis answers that pass: unreachable or restarting (loading), full (maxmemory with
+#: noeviction: memory comes back as readers trim or an operator raises the limit), or a replica
+#: during a failover. Publishing waits them out; giving up would resend the batch.
+_REDIS_DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
-def _finish_batch(res: Resources, channel: str, batch: str, rows: list[Finished]) -> FinishReport:
-    """Outcomes are never dropped: a Redis outage is waited out, however long it lasts."""
+def _wait_out(what: str, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, again and again while Redis is down or refuses writes: each call is a
+    Lua script, which Redis refuses before it writes anything, or which is safe to repeat."""
     retrying = Retrying(
         retry=retry_if_exception_type(_REDIS_DOWN),
         wait=wait_exponential_jitter(multiplier=0.2, max=5),
         stop=stop_never,
         before_sleep=lambda s: log.warning(
-            "publishing outcomes failed, retrying: %s", s.outcome.exception() if s.outcome else ""
+            "%s failed, retrying: %s", what, s.outcome.exception() if s.outcome else ""
         ),
     )
-    return retrying(res.ledger.finish, channel, batch, rows)
+    return retrying(call, *args)
+
+
+def _finish_batch(res: Resources, channel: str, batch: str, rows: list[Finished]) -> FinishReport:
+    """Outcomes are never dropped: a Redis outage (or a full Redis) is waited out, however
+    long it lasts; the batch's lease is kept meanwhile, so nobody sends its jobs again."""
+    return _wait_out("publishing outcomes", res.ledger.finish, channel, batch, rows)

@@ -34,7 +34,7 @@ from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
 from worker import retention
 from worker.batch import process_batch
 from worker.circuit import Circuit
-from worker.ownership import READER_PREFIX, Ownership, new_batch_id
+from worker.ownership import READER_PREFIX, Lease, Ownership, new_batch_id
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,13 @@ class Buffer:
         batch, self.entries = self.entries[: self.size], self.entries[self.size :]
         return [entry_id for entry_id, _ in batch]
 
+    def peek(self) -> list[str]:
+        """The next batch's entry ids, left in the buffer until `drop`."""
+        return [entry_id for entry_id, _ in self.entries[: self.size]]
+
+    def drop(self, count: int) -> None:
+        del self.entries[:count]
+
 
 @dataclass
 class Queued:
@@ -77,6 +84,7 @@ class Queued:
     since: float
     probe: bool = False
     on_broker: bool = False
+    maybe_lost: bool = False  # the broker connection broke since its task was sent
 
 
 class Batcher:
@@ -104,6 +112,15 @@ class Batcher:
         self._next_renewal = 0.0
         self._next_reclaim = 0.0
         self._next_trim = 0.0
+        self._connected_since: float | None = float("-inf")  # None while Redis fails
+
+    def broker_reconnected(self) -> None:
+        """The node's broker connection broke and was made again: a task the node had
+        received but not started is lost with the old connection (kombu cannot put it back
+        on a closed one), so every batch sent to the broker is offered again. A second task
+        for a batch that started finds it started and does nothing."""
+        for queued in list(self._queued.values()):
+            queued.maybe_lost = queued.on_broker
 
     def start(self) -> None:
         log.info("batcher %s reads %s", self.reader, ", ".join(self._buffers))
@@ -128,7 +145,20 @@ class Batcher:
                     self._ownership.new_reader(self.reader)
                     started = True
                 self._tick()
+                if self._connected_since is None:
+                    self._connected_since = time.monotonic()
+            except redis.ResponseError as error:
+                self._connected_since = None
+                if _stream_gone(error):
+                    # Redis came back without its data (no AOF, or a replica that lacked it):
+                    # create the streams and groups again, under a fresh reader lease.
+                    log.warning("batcher: %s; creating the job streams' groups again", error)
+                    started = False
+                else:
+                    log.warning("batcher: Redis error, retrying in 1 s: %s", error)
+                self._stopping.wait(1)
             except redis.RedisError as error:
+                self._connected_since = None
                 log.warning("batcher: Redis error, retrying in 1 s: %s", error)
                 self._stopping.wait(1)
             except Exception:
@@ -203,8 +233,9 @@ class Batcher:
             if now - queued.since > timeout:
                 log.warning("batch %s waited over %.0f s unstarted: let go", batch, timeout)
                 del self._queued[batch]
-        expected = {self.reader: "reader", **dict.fromkeys(self._queued, "queued")}
-        alive = self._ownership.renew(expected)
+        leases = {self.reader: Lease("reader")}
+        leases.update({b: Lease("queued", q.channel.name) for b, q in self._queued.items()})
+        alive = self._ownership.renew(leases)
         for batch in self._queued.keys() & {h for h, ok in alive.items() if not ok}:
             del self._queued[batch]  # started (or stale): no longer this batcher's to keep
         if not alive[self.reader]:
@@ -225,7 +256,7 @@ class Batcher:
 
     def _dispatch_due(self, now: float) -> None:
         for batch, queued in list(self._queued.items()):
-            if not queued.on_broker:
+            if not queued.on_broker or queued.maybe_lost:
                 self._put_on_broker(batch, queued)
         for buffer in self._buffers.values():
             while buffer.due(now) and not self._queue_full(buffer.channel):
@@ -235,11 +266,15 @@ class Batcher:
     def _cut(self, buffer: Buffer, now: float, probe: bool = False) -> bool:
         """Hand the buffer's next batch over to a new batch and offer it to the broker;
         False if this reader lost its lease (and with it what it had read)."""
-        entry_ids = buffer.take()
+        # Taken out of the buffer only once handed over: a Redis error (down, or refusing
+        # writes at maxmemory) leaves them to be cut again on the next tick. Dropped, they
+        # would stay pending under this live reader, which nobody takes over from.
+        entry_ids = buffer.peek()
         batch = new_batch_id()
         if not self._ownership.hand_over(buffer.channel.name, self.reader, batch, entry_ids):
             self._lost_reader()
             return False
+        buffer.drop(len(entry_ids))
         queued = Queued(buffer.channel, len(entry_ids), now, probe=probe)
         self._queued[batch] = queued
         self._put_on_broker(batch, queued)
@@ -260,6 +295,7 @@ class Batcher:
             log.warning("batch %s not accepted by the broker, offered again: %s", batch, error)
         else:
             queued.on_broker = True
+            queued.maybe_lost = False
 
     def _queue_full(self, channel: Channel) -> bool:
         unsent = sum(1 for q in self._queued.values() if q.channel == channel and not q.on_broker)
@@ -271,6 +307,8 @@ class Batcher:
     def _reclaim(self, now: float) -> None:
         """Take over the entries of every holder whose lease is gone, as fast as batches of
         them can be cut; forget holders that hold nothing."""
+        if not self._settled(now):
+            return
         for buffer in self._buffers.values():
             name = buffer.channel.name
             for dead in self._ownership.dead_holders(name, exclude=self.reader):
@@ -285,6 +323,16 @@ class Batcher:
                     buffer.entries += [(entry_id, overdue) for entry_id in taken]
                     if len(taken) < RECLAIM_COUNT:
                         break
+
+    def _settled(self, now: float) -> bool:
+        """After Redis restarted, or this batcher was cut off from it, every lease may have
+        lapsed while its holder lives: holders get two leases' time to renew (`renew.lua`
+        sets their leases again) before their entries count as abandoned."""
+        grace_s = 2 * self._settings.lease_ms / 1000
+        if self._connected_since is None or now - self._connected_since < grace_s:
+            return False
+        uptime: Any = self._redis.info("server")["uptime_in_seconds"]
+        return int(uptime) >= grace_s
 
     def _create_group(self, stream: str) -> None:
         try:
@@ -302,7 +350,7 @@ class Batcher:
                 self._send_here(res, queued.channel, batch)
         for buffer in self._buffers.values():
             while buffer.entries and time.monotonic() < deadline:
-                self._ownership.renew({self.reader: "reader"})
+                self._ownership.renew({self.reader: Lease("reader")})
                 batch = new_batch_id()
                 entry_ids = buffer.take()
                 if self._ownership.hand_over(buffer.channel.name, self.reader, batch, entry_ids):
@@ -320,6 +368,12 @@ class Batcher:
             process_batch(res, channel.name, batch)
         except Exception:
             log.exception("draining a %s batch failed; another worker takes it over", channel.name)
+
+
+def _stream_gone(error: redis.ResponseError) -> bool:
+    """XREADGROUP's NOGROUP, XINFO's "no such key": a job stream or its group is missing."""
+    text = str(error)
+    return text.startswith("NOGROUP") or "no such key" in text.lower()
 
 
 class BatcherStep(bootsteps.StartStopStep):
@@ -343,3 +397,22 @@ class BatcherStep(bootsteps.StartStopStep):
         if self.batcher is not None:
             self.batcher.stop()
             self.batcher = None
+
+
+class BrokerReconnectStep(bootsteps.StartStopStep):
+    """A consumer step: started again each time the node's broker connection is made again,
+    which it passes on to the node's batcher."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._connected_before = False
+
+    def start(self, parent: Any) -> None:
+        if self._connected_before:
+            for step in parent.controller.steps:
+                if isinstance(step, BatcherStep) and step.batcher is not None:
+                    log.warning("broker connection made again: queued batches offered again")
+                    step.batcher.broker_reconnected()
+        self._connected_before = True

@@ -12,13 +12,14 @@ sending resumes by itself, its failure doubles the cooldown (up to `CIRCUIT_COOL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 import redis
 
 from config import Settings
-from tasks.circuit_state import CircuitState, read_state
+from tasks.circuit_state import CLOSED, CircuitState, read_state
 from tasks.keys import Keys
 from worker import metrics
 from worker.ownership import script
@@ -39,14 +40,29 @@ class Circuit:
         self._success = script(client, "circuit_success")
 
     def state(self) -> CircuitState:
-        return read_state(self._redis, self._key)
+        """As stored; closed while Redis cannot say (the circuit is advice: a Redis outage
+        must not fail a batch whose request may already have reached the API)."""
+        try:
+            return read_state(self._redis, self._key)
+        except redis.RedisError:
+            return CLOSED
 
     def failure(self, reason: str, *, at_once: bool = False) -> None:
         """One failed request; `at_once` for a refused key."""
-        reply: Any = self._failure(
-            keys=[self._key],
-            args=[self._threshold, self._cooldown_ms, self._max_cooldown_ms, int(at_once), reason],
-        )
+        try:
+            reply: Any = self._failure(
+                keys=[self._key],
+                args=[
+                    self._threshold,
+                    self._cooldown_ms,
+                    self._max_cooldown_ms,
+                    int(at_once),
+                    reason,
+                ],
+            )
+        except redis.RedisError as error:
+            log.warning("circuit: a failure not counted, Redis error: %s", error)
+            return
         if int(reply[2]):
             metrics.CIRCUIT_OPENED.labels("auth" if at_once else "unavailable").inc()
             level = logging.ERROR if at_once else logging.WARNING
@@ -60,7 +76,12 @@ class Circuit:
             )
 
     def success(self) -> None:
-        if int(self._success(keys=[self._key])):
+        try:
+            closed = int(self._success(keys=[self._key]))
+        except redis.RedisError as error:
+            log.warning("circuit: a success not counted, Redis error: %s", error)
+            return
+        if closed:
             log.warning("circuit closed: the API answers again; sending resumes")
 
     def take_probe(self) -> bool:
@@ -68,4 +89,5 @@ class Circuit:
         return bool(self._redis.set(self._probe_key, 1, nx=True, px=self._probe_ms))
 
     def probe_done(self) -> None:
-        self._redis.delete(self._probe_key)
+        with contextlib.suppress(redis.RedisError):  # else the token lapses by itself
+            self._redis.delete(self._probe_key)

@@ -69,6 +69,15 @@ class HeldEntry:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """What a holder's lease must say ('reader', 'queued', 'running'), and for a batch the
+    channel whose stream holds its entries (a reader's lease is never revived)."""
+
+    value: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
 class Started:
     redis_ms: int  # Redis's clock when the batch started (entry ids carry the same clock)
     entries: list[HeldEntry]
@@ -119,15 +128,18 @@ class Ownership:
         )
         return None if reply is None else [as_text(e) for e in reply]
 
-    def renew(self, expected: dict[str, str]) -> dict[str, bool]:
-        """Renew each holder's lease if it still holds the expected value."""
-        holders = list(expected)
+    def renew(self, leases: dict[str, Lease]) -> dict[str, bool]:
+        """Keep each holder's lease if it still holds the expected value (or, for a batch,
+        if it lapsed while the batch still holds its entries: Redis restarted)."""
+        holders = list(leases)
         if not holders:
             return {}
-        reply: Any = self._renew(
-            keys=[self._keys.lease(h) for h in holders],
-            args=[self.lease_ms, *(expected[h] for h in holders)],
-        )
+        args: list[str | int] = [self.lease_ms, CONSUMER_GROUP]
+        for holder in holders:
+            lease = leases[holder]
+            stream = self._keys.jobs(lease.channel) if lease.channel else ""
+            args += [lease.value, stream, holder]
+        reply: Any = self._renew(keys=[self._keys.lease(h) for h in holders], args=args)
         return {h: bool(r) for h, r in zip(holders, reply, strict=True)}
 
     def dead_holders(self, channel: str, exclude: str) -> list[str]:
@@ -150,41 +162,37 @@ def _held(row: list[Any]) -> HeldEntry:
 class LeaseKeeper:
     """One daemon thread per process renewing the leases of the batches it is sending.
 
-    PEXPIRE never creates a key, so a lease that lapsed (the process stalled too long and the
-    batch was taken over) stays lapsed: the batch's outcomes are then not published by it.
+    A lease that lapsed while Redis was away is set again only if the batch still holds its
+    entries (`renew.lua`); one whose entries were taken over stays lapsed, and the batch's
+    outcomes are then not published by it.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, lease_ms: int) -> None:
-        self._redis = client
-        self._keys = keys
-        self._lease_ms = lease_ms
-        self._live: set[str] = set()
+    def __init__(self, ownership: Ownership) -> None:
+        self._ownership = ownership
+        self._live: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, batch: str) -> None:
+    def add(self, channel: str, batch: str) -> None:
         with self._lock:
-            self._live.add(self._keys.lease(batch))
+            self._live[batch] = Lease("running", channel)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
                 self._thread.start()
 
     def remove(self, batch: str) -> None:
         with self._lock:
-            self._live.discard(self._keys.lease(batch))
+            self._live.pop(batch, None)
 
     def _run(self) -> None:
-        interval = self._lease_ms / 3000
+        interval = self._ownership.lease_ms / 3000
         while True:
             time.sleep(interval)
             with self._lock:
-                live = list(self._live)
+                live = dict(self._live)
             if not live:
                 continue
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for key in live:
-                    pipe.pexpire(key, self._lease_ms)
-                pipe.execute()
+                self._ownership.renew(live)
             except redis.RedisError:
                 continue  # the next beat tries again; a lapse only allows a takeover

@@ -49,13 +49,14 @@ class Resources:
             health_check_interval=30,
         )
         lease_ms = settings.lease_ms
+        ownership = Ownership(client, keys, lease_ms)
         return cls(
             settings,
             keys,
             client,
             Ledger(client, keys, settings.ledger_ttl_s, wait_ms=lease_ms),
-            Ownership(client, keys, lease_ms),
-            LeaseKeeper(client, keys, lease_ms),
+            ownership,
+            LeaseKeeper(ownership),
             Circuit(client, keys, settings),
             ApiClient(settings),
         )
