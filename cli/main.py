@@ -14,6 +14,7 @@ app.command()(jobs.enqueue)
 app.command()(sandbox.sandbox)
 app.command()(results.results)
 app.command()(ops.status)
+app.command()(ops.check)
 app.command()(ops.replay)
 app.command()(demo.demo)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(

@@ -1,4 +1,5 @@
-"""`status` and `replay`: what is queued where, and sending dead letters again."""
+"""`status`, `check` and `replay`: what is queued where, whether the deployment can send,
+and sending dead letters again."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Annotated
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from config import get_settings
+from ops.check import failed
+from ops.check import run as run_checks
 from ops.replay import replay as replay_dead
 from ops.status import snapshot
 from tasks.channels import CHANNELS
@@ -72,6 +76,21 @@ def status(
             f"[yellow]warning: {stray.stream} holds {stray.length} entries that no worker reads "
             f"(channels: {', '.join(CHANNELS)}); they get no outcome until moved[/]"
         )
+
+
+def check() -> None:
+    """Check a deployment: Redis (version, eviction policy, what its persistence loses), the
+    API circuit, streams without a reader, the API. Exit 1 if something stops sending."""
+    settings = get_settings()
+    client, keys = _connect()
+    findings = run_checks(client, keys, settings)
+    colours = {"ok": "green", "warning": "yellow", "error": "red"}
+    for f in findings:
+        fix = f" — {f.fix}" if f.fix else ""
+        line = f"[{colours[f.level]}]{f.level:7}[/] {f.what}: {escape(f.detail)}{escape(fix)}"
+        out.print(line, soft_wrap=True)
+    if failed(findings):
+        raise typer.Exit(1)
 
 
 def replay(
