@@ -36,6 +36,7 @@ SANDBOX_TOKEN = "chaos-token"
 #: Settings of every pod: fast recovery, so a scenario ends in seconds, not minutes.
 POD_ENV = {
     "LEASE_MS": "2000",
+    "OTP_LEASE_MS": "2000",
     "RETRY_BACKOFF_MS": "100",
     "RETRY_BACKOFF_MAX_MS": "1000",
     "RETRY_MAX_ATTEMPTS": "5",

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         "a running batch), renewed every quarter of it; when a holder's process dies its "
         "entries are taken over this long after its last renewal.",
     )
+    otp_lease_ms: int = Field(
+        3000,
+        ge=500,
+        le=600_000,
+        description="The same lease for the OTP lane's holders (FLASHCALL, VOICECODE, "
+        "conversions): a dead pod's codes are taken over this soon.",
+    )
     queued_batch_timeout_s: float = Field(
         600.0,
         ge=10,

@@ -11,7 +11,7 @@ import redis
 
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from worker.ledger import Finished, Ledger
-from worker.ownership import Lease, Ownership
+from worker.ownership import Lease, LeaseTimes, Ownership
 
 LEASE_MS = 1000
 CHANNEL = "SMS"
@@ -20,12 +20,12 @@ CHANNEL = "SMS"
 @pytest.fixture
 def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
     redis_client.xgroup_create(keys.jobs(CHANNEL), CONSUMER_GROUP, id="0", mkstream=True)
-    return Ownership(redis_client, keys, LEASE_MS)
+    return Ownership(redis_client, keys, LeaseTimes(LEASE_MS, LEASE_MS))
 
 
 @pytest.fixture
 def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
-    return Ledger(redis_client, keys, ttl_s=86_400, wait_ms=LEASE_MS)
+    return Ledger(redis_client, keys, ttl_s=86_400, leases=LeaseTimes(LEASE_MS, LEASE_MS))
 
 
 def enqueue(client: redis.Redis, keys: Keys, *jobs: str) -> list[str]:
@@ -46,7 +46,7 @@ def queued_batch(
     client: redis.Redis, keys: Keys, own: Ownership, batch: str = "b-1", jobs: int = 2
 ) -> list[str]:
     ids = enqueue(client, keys, *(f'{{"jobId": "j{i}"}}' for i in range(jobs)))
-    own.new_reader("r-1")
+    own.new_reader("r-1", LEASE_MS)
     assert read(client, keys, "r-1") == ids
     assert own.hand_over(CHANNEL, "r-1", batch, ids)
     return ids
@@ -72,7 +72,7 @@ def test_a_reader_whose_lease_lapsed_cannot_hand_over(
     redis_client: redis.Redis, keys: Keys, own: Ownership
 ) -> None:
     ids = enqueue(redis_client, keys, "{}")
-    own.new_reader("r-1")
+    own.new_reader("r-1", LEASE_MS)
     read(redis_client, keys, "r-1")
     own.end("r-1")
     assert not own.hand_over(CHANNEL, "r-1", "b-1", ids)
@@ -95,7 +95,7 @@ def test_reclaim_leaves_live_holders_alone_and_takes_over_dead_ones(
     redis_client: redis.Redis, keys: Keys, own: Ownership
 ) -> None:
     ids = queued_batch(redis_client, keys, own, "b-1", jobs=3)
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "b-1", "r-2", 1000) is None  # queued: alive
     assert own.dead_holders(CHANNEL, exclude="r-2") == []
     redis_client.delete(keys.lease("b-1"))
@@ -114,7 +114,7 @@ def test_reclaim_acknowledges_entries_deleted_meanwhile(
     ids = queued_batch(redis_client, keys, own, "b-1")
     redis_client.xdel(keys.jobs(CHANNEL), ids[0])
     redis_client.delete(keys.lease("b-1"))
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "b-1", "r-2", 1000) == ids[1:]
     assert holders(redis_client, keys)["r-2"] == 1
 
@@ -127,9 +127,9 @@ def test_renew_never_revives_a_lapsed_lease_nor_keeps_a_started_batch_queued(
     own.start(CHANNEL, "b-2")
     redis_client.delete(keys.lease("r-1"))
     leases = {
-        "r-1": Lease("reader"),
-        "b-1": Lease("queued", CHANNEL),
-        "b-2": Lease("queued", CHANNEL),
+        "r-1": Lease("reader", LEASE_MS),
+        "b-1": Lease("queued", LEASE_MS, CHANNEL),
+        "b-2": Lease("queued", LEASE_MS, CHANNEL),
     }
     assert own.renew(leases) == {"r-1": False, "b-1": True, "b-2": False}
     assert not redis_client.exists(keys.lease("r-1"))
@@ -143,9 +143,9 @@ def test_a_batch_whose_lease_lapsed_while_redis_was_away_keeps_its_entries(
     queued_batch(redis_client, keys, own, "b-1")
     own.start(CHANNEL, "b-1")
     redis_client.delete(keys.lease("b-1"))
-    assert own.renew({"b-1": Lease("running", CHANNEL)}) == {"b-1": True}
+    assert own.renew({"b-1": Lease("running", LEASE_MS, CHANNEL)}) == {"b-1": True}
     assert redis_client.get(keys.lease("b-1")) == b"running"
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "b-1", "r-2", 1000) is None
 
 
@@ -155,9 +155,9 @@ def test_a_batch_whose_entries_were_taken_over_is_not_revived(
     queued_batch(redis_client, keys, own, "b-1")
     own.start(CHANNEL, "b-1")
     redis_client.delete(keys.lease("b-1"))
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "b-1", "r-2", 1000)
-    assert own.renew({"b-1": Lease("running", CHANNEL)}) == {"b-1": False}
+    assert own.renew({"b-1": Lease("running", LEASE_MS, CHANNEL)}) == {"b-1": False}
     assert not redis_client.exists(keys.lease("b-1"))
 
 
@@ -201,7 +201,7 @@ def test_an_entry_taken_over_is_neither_published_nor_acknowledged_by_the_old_ba
     own.start(CHANNEL, "b-1")
     ledger.claim("b-1", ["j0"])
     redis_client.delete(keys.lease("b-1"))  # b-1 stalled past its lease
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "b-1", "r-2", 10) == ids
     assert own.hand_over(CHANNEL, "r-2", "b-2", ids)
     own.start(CHANNEL, "b-2")
@@ -244,7 +244,7 @@ def test_entries_left_pending_wait_then_come_back_without_counting_a_delivery(
     assert not redis_client.exists(keys.lease("b-1"))
     assert holders(redis_client, keys) == {"r-1": 0, "w-1": 2}
     assert redis_client.get(keys.lease("w-1")) == b"waiting"
-    own.new_reader("r-2")
+    own.new_reader("r-2", LEASE_MS)
     assert own.reclaim(CHANNEL, "w-1", "r-2", 10) is None  # still waiting
     time.sleep(LEASE_MS / 1000 + 0.2)
     assert own.reclaim(CHANNEL, "w-1", "r-2", 10) == ids[1:]

@@ -34,7 +34,7 @@ from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
 from worker import retention
 from worker.batch import process_batch
 from worker.circuit import Circuit
-from worker.ownership import READER_PREFIX, Lease, Ownership, new_batch_id
+from worker.ownership import READER_PREFIX, Lease, LeaseTimes, Ownership, new_batch_id
 from worker.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ class Batcher:
         self._redis = redis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=5, socket_timeout=30
         )
-        self._ownership = Ownership(self._redis, self._keys, settings.lease_ms)
+        self._ownership = Ownership(self._redis, self._keys, LeaseTimes.from_settings(settings))
+        #: A reader holds entries of all its channels: the shortest of their leases.
+        self._lease_ms = min(self._ownership.leases.of(c.name) for c in channels)
         self._circuit = Circuit(self._redis, self._keys, settings)
         self._paused_reason: str | None = None
         self._names = (f"{READER_PREFIX}{node}-{os.getpid()}-{n}" for n in itertools.count())
@@ -142,7 +144,7 @@ class Batcher:
                 if not started:
                     for name in self._buffers:
                         self._create_group(self._keys.jobs(name))
-                    self._ownership.new_reader(self.reader)
+                    self._ownership.new_reader(self.reader, self._lease_ms)
                     started = True
                 self._tick()
                 if self._connected_since is None:
@@ -170,10 +172,10 @@ class Batcher:
         now = time.monotonic()
         if now >= self._next_renewal:
             self._renew(now)
-            self._next_renewal = now + self._settings.lease_ms / 4000
+            self._next_renewal = now + self._lease_ms / 4000
         if now >= self._next_reclaim:
             self._reclaim(now)
-            self._next_reclaim = now + self._settings.lease_ms / 4000
+            self._next_reclaim = now + self._lease_ms / 4000
         if now >= self._next_trim:
             retention.trim(self._redis, self._keys, self._settings)
             self._next_trim = now + retention.TRIM_EVERY_S
@@ -233,8 +235,10 @@ class Batcher:
             if now - queued.since > timeout:
                 log.warning("batch %s waited over %.0f s unstarted: let go", batch, timeout)
                 del self._queued[batch]
-        leases = {self.reader: Lease("reader")}
-        leases.update({b: Lease("queued", q.channel.name) for b, q in self._queued.items()})
+        leases = {self.reader: Lease("reader", self._lease_ms)}
+        for batch, queued in self._queued.items():
+            name = queued.channel.name
+            leases[batch] = Lease("queued", self._ownership.leases.of(name), name)
         alive = self._ownership.renew(leases)
         for batch in self._queued.keys() & {h for h, ok in alive.items() if not ok}:
             del self._queued[batch]  # started (or stale): no longer this batcher's to keep
@@ -252,7 +256,7 @@ class Batcher:
             buffer.entries.clear()
         self._queued = {b: q for b, q in self._queued.items() if q.on_broker}
         self.reader = next(self._names)
-        self._ownership.new_reader(self.reader)
+        self._ownership.new_reader(self.reader, self._lease_ms)
 
     def _dispatch_due(self, now: float) -> None:
         for batch, queued in list(self._queued.items()):
@@ -328,7 +332,7 @@ class Batcher:
         """After Redis restarted, or this batcher was cut off from it, every lease may have
         lapsed while its holder lives: holders get two leases' time to renew (`renew.lua`
         sets their leases again) before their entries count as abandoned."""
-        grace_s = 2 * self._settings.lease_ms / 1000
+        grace_s = 2 * self._ownership.leases.longest_ms / 1000
         if self._connected_since is None or now - self._connected_since < grace_s:
             return False
         uptime: Any = self._redis.info("server")["uptime_in_seconds"]
@@ -350,7 +354,7 @@ class Batcher:
                 self._send_here(res, queued.channel, batch)
         for buffer in self._buffers.values():
             while buffer.entries and time.monotonic() < deadline:
-                self._ownership.renew({self.reader: Lease("reader")})
+                self._ownership.renew({self.reader: Lease("reader", self._lease_ms)})
                 batch = new_batch_id()
                 entry_ids = buffer.take()
                 if self._ownership.hand_over(buffer.channel.name, self.reader, batch, entry_ids):

@@ -21,7 +21,7 @@ import orjson
 import redis
 
 from tasks.keys import CONSUMER_GROUP, Keys
-from worker.ownership import BATCH_PREFIX, WAITING_PREFIX, script
+from worker.ownership import BATCH_PREFIX, WAITING_PREFIX, LeaseTimes, script
 
 Claim = Literal["claimed", "busy", "done"]
 _CLAIMS: dict[str, Claim] = {"claimed": "claimed", "busy": "busy", "done": "done"}
@@ -47,10 +47,10 @@ class FinishReport:
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int, wait_ms: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int, leases: LeaseTimes) -> None:
         self._keys = keys
         self._ttl_s = ttl_s
-        self._wait_ms = wait_ms
+        self._leases = leases
         self._claim = script(client, "claim")
         self._finish = script(client, "finish")
         self._release = script(client, "release")
@@ -71,7 +71,7 @@ class Ledger:
 
     def finish(self, channel: str, batch: str, rows: Sequence[Finished]) -> FinishReport:
         """Publish, acknowledge, and end the batch; entries it leaves pending (returned
-        unsent, or busy in another batch) wait `wait_ms` under a holder of their own."""
+        unsent, or busy in another batch) wait a lease under a holder of their own."""
         table = [[f.entry_id, f.job_id, f.state, f.outcome_json, f.dead_job_json] for f in rows]
         reply: Any = self._finish(
             keys=[
@@ -86,7 +86,7 @@ class Ledger:
                 self._keys.ledger(""),
                 self._keys.lease(""),
                 self._ttl_s,
-                self._wait_ms,
+                self._leases.of(channel),
                 WAITING_PREFIX + batch.removeprefix(BATCH_PREFIX),
                 orjson.dumps(table),
             ],

@@ -34,6 +34,8 @@ import orjson
 import redis
 from redis.commands.core import Script
 
+from config import Settings
+from tasks.channels import CHANNELS
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 
 LUA = Path(__file__).with_name("lua")
@@ -70,10 +72,11 @@ class HeldEntry:
 
 @dataclass(frozen=True)
 class Lease:
-    """What a holder's lease must say ('reader', 'queued', 'running'), and for a batch the
-    channel whose stream holds its entries (a reader's lease is never revived)."""
+    """What a holder's lease must say ('reader', 'queued', 'running'), for how long, and for
+    a batch the channel whose stream holds its entries (a reader's lease is never revived)."""
 
     value: str
+    ms: int
     channel: str | None = None
 
 
@@ -83,18 +86,42 @@ class Started:
     entries: list[HeldEntry]
 
 
+@dataclass(frozen=True)
+class LeaseTimes:
+    """How long a holder's lease lives, per lane: a dead pod's codes are taken over sooner
+    (`OTP_LEASE_MS`) than its campaign (`LEASE_MS`)."""
+
+    bulk_ms: int
+    otp_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LeaseTimes:
+        return cls(settings.lease_ms, settings.otp_lease_ms)
+
+    def of(self, channel: str) -> int:
+        return self.otp_ms if CHANNELS[channel].otp else self.bulk_ms
+
+    @property
+    def shortest_ms(self) -> int:
+        return min(self.bulk_ms, self.otp_ms)
+
+    @property
+    def longest_ms(self) -> int:
+        return max(self.bulk_ms, self.otp_ms)
+
+
 class Ownership:
-    def __init__(self, client: redis.Redis, keys: Keys, lease_ms: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, leases: LeaseTimes) -> None:
         self._redis = client
         self._keys = keys
-        self.lease_ms = lease_ms
+        self.leases = leases
         self._hand_over = script(client, "hand_over")
         self._start = script(client, "start")
         self._reclaim = script(client, "reclaim")
         self._renew = script(client, "renew")
 
-    def new_reader(self, name: str) -> None:
-        self._redis.set(self._keys.lease(name), "reader", px=self.lease_ms)
+    def new_reader(self, name: str, lease_ms: int) -> None:
+        self._redis.set(self._keys.lease(name), "reader", px=lease_ms)
 
     def end(self, holder: str) -> None:
         """A holder that stops: what it still holds is taken over at once."""
@@ -104,7 +131,7 @@ class Ownership:
         """Make `batch` (queued) the holder of these entries; False if the reader is dead."""
         moved = self._hand_over(
             keys=[self._keys.jobs(channel), self._keys.lease(reader), self._keys.lease(batch)],
-            args=[CONSUMER_GROUP, batch, self.lease_ms, orjson.dumps(list(entry_ids))],
+            args=[CONSUMER_GROUP, batch, self.leases.of(channel), orjson.dumps(list(entry_ids))],
         )
         return int(moved) >= 0
 
@@ -112,7 +139,7 @@ class Ownership:
         """The entries of a queued batch, now running; None for a stale batch."""
         reply: Any = self._start(
             keys=[self._keys.jobs(channel), self._keys.lease(batch)],
-            args=[CONSUMER_GROUP, batch, self.lease_ms],
+            args=[CONSUMER_GROUP, batch, self.leases.of(channel)],
         )
         if reply is None:
             return None
@@ -134,11 +161,11 @@ class Ownership:
         holders = list(leases)
         if not holders:
             return {}
-        args: list[str | int] = [self.lease_ms, CONSUMER_GROUP]
+        args: list[str | int] = [CONSUMER_GROUP]
         for holder in holders:
             lease = leases[holder]
             stream = self._keys.jobs(lease.channel) if lease.channel else ""
-            args += [lease.value, stream, holder]
+            args += [lease.value, stream, holder, lease.ms]
         reply: Any = self._renew(keys=[self._keys.lease(h) for h in holders], args=args)
         return {h: bool(r) for h, r in zip(holders, reply, strict=True)}
 
@@ -175,7 +202,7 @@ class LeaseKeeper:
 
     def add(self, channel: str, batch: str) -> None:
         with self._lock:
-            self._live[batch] = Lease("running", channel)
+            self._live[batch] = Lease("running", self._ownership.leases.of(channel), channel)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
                 self._thread.start()
@@ -185,7 +212,7 @@ class LeaseKeeper:
             self._live.pop(batch, None)
 
     def _run(self) -> None:
-        interval = self._ownership.lease_ms / 3000
+        interval = self._ownership.leases.shortest_ms / 3000
         while True:
             time.sleep(interval)
             with self._lock:

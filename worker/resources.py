@@ -17,7 +17,7 @@ from tasks.keys import Keys
 from worker.api_client import ApiClient
 from worker.circuit import Circuit
 from worker.ledger import Ledger
-from worker.ownership import LeaseKeeper, Ownership
+from worker.ownership import LeaseKeeper, LeaseTimes, Ownership
 
 
 @dataclass
@@ -48,13 +48,13 @@ class Resources:
             socket_timeout=30,
             health_check_interval=30,
         )
-        lease_ms = settings.lease_ms
-        ownership = Ownership(client, keys, lease_ms)
+        leases = LeaseTimes.from_settings(settings)
+        ownership = Ownership(client, keys, leases)
         return cls(
             settings,
             keys,
             client,
-            Ledger(client, keys, settings.ledger_ttl_s, wait_ms=lease_ms),
+            Ledger(client, keys, settings.ledger_ttl_s, leases),
             ownership,
             LeaseKeeper(ownership),
             Circuit(client, keys, settings),

@@ -23,6 +23,7 @@ SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 # Fast settings so failures and recoveries happen within seconds.
 FAST = {
     "LEASE_MS": "1500",
+    "OTP_LEASE_MS": "1500",
     "RETRY_BACKOFF_MS": "50",
     "RETRY_BACKOFF_MAX_MS": "200",
     "RETRY_MAX_ATTEMPTS": "3",
