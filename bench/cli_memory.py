@@ -10,7 +10,6 @@ file with a bad last line must leave the streams untouched (all or nothing).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench.report import report
 from devenv.redis_server import ensure_redis
 from tasks.keys import Keys
 
@@ -147,16 +147,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("bench-results/cli_memory.json"))
     args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     results = run(args.lines)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    for part, figures in results.items():
-        print(part)
-        if isinstance(figures, dict):
-            for key, value in figures.items():
-                print(f"  {key:56} {value}")
-        else:
-            print(f"  {figures}")
+    report(results, args.out, width=56)
     if not all(results["checks"].values()):
         sys.exit(1)
 

@@ -11,7 +11,6 @@ All parts run in one go on the same machine, so their ratios are comparable.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import signal
@@ -26,6 +25,7 @@ import httpx
 import orjson
 import redis
 
+from bench.report import report
 from devenv.processes import sandbox_process
 from devenv.redis_server import ensure_redis
 from tasks.contract import ContractContext
@@ -229,16 +229,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("bench-results/pipeline.json"))
     args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     results = run(args.messages)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    for part, figures in results.items():
-        print(part)
-        if isinstance(figures, dict):
-            for key, value in figures.items():
-                print(f"  {key:32} {value}")
-        else:
-            print(f"  {figures}")
+    report(results, args.out, width=32)
 
 
 if __name__ == "__main__":
