@@ -115,3 +115,22 @@ def test_422_splitting_isolates_every_bad_item(bad_count: int) -> None:
         assert len(carried) <= 1 + 2 * math.ceil(math.log2(1000))
     for i, result in enumerate(results):
         assert result.attempts == sum(str(i) in request for request in carried)
+
+
+def test_one_deadline_covers_every_422_half() -> None:
+    """A batch's halves share its deadline: past it, no half is sent, each fails."""
+    requests: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(len(orjson.loads(request.content)))
+        time.sleep(0.3)
+        return httpx.Response(422, json={"error": {"code": 4220, "msg": "Invalid msisdn"}})
+
+    how = Sending("/api/v1/message", "SMS", deadline=time.monotonic() + 0.2)
+    results, stats = deliver(client(handler), how, [{"destination": str(i)} for i in range(8)])
+    assert requests == [8]  # the halves would have started after the deadline
+    assert {r.status for r in results} == {"failed"}
+    assert all(
+        r.error == (None, "the batch's deadline (RETRY_MAX_SECONDS) passed") for r in results
+    )
+    assert stats.splits == 1
