@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     )
     connect_timeout_s: float = Field(5.0, gt=0, le=60, description="TCP/TLS connect timeout.")
     retry_max_attempts: int = Field(
-        5, ge=1, le=50, description="Attempts per request for 5xx, 429 and network errors."
+        10,
+        ge=1,
+        le=50,
+        description="Attempts per request for 5xx, 429 and network errors: with the default "
+        "backoff, ten reach about RETRY_MAX_SECONDS, so a flaky API is retried for the whole "
+        "deadline (a down one opens the circuit first).",
     )
     retry_max_seconds: float = Field(
         60.0, gt=0, le=3600, description="No new attempt starts after this long (per request)."
