@@ -23,12 +23,19 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
 _MSISDN = re.compile(r"[1-9][0-9]{6,14}")
 _TAG = re.compile(r"[A-Za-z0-9_]+")
+#: No URL holds white space (any, as str.isspace knows it) or a control character.
+_UNPRINTABLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _EVENTS = frozenset({"delivered", "sent", "read", "price", "click"})
 _VOICE_PREFIX = "Код авторизации от "
-_ASCII_DIGITS = frozenset("0123456789")
-_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+#: scheme :// [userinfo @] host [: port] [/ ? # rest]; the host a name or an IPv6 literal.
+_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://(?:[^/?#]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^/?#@:\[\]]+)"
+    r"(?::([0-9]{0,5}))?(?:[/?#].*)?",
+    re.DOTALL,
+)
 _MAX_PORT = 65535
+_ASCII_DIGITS = frozenset("0123456789")
 #: How deep `show` prints nested arrays/objects before it writes `...`.
 _SHOW_DEPTH = 8
 
@@ -77,29 +84,10 @@ def _http_link(value: Any) -> bool:
     """`http://` or `https://` (the scheme in any case), optional `user:password@`, a host (a
     name, or an IPv6 address in brackets), an optional port up to 65535, then `/`, `?`, `#` or
     the end; no spaces or control characters anywhere."""
-    if not isinstance(value, str) or any(_unprintable(c) for c in value):
+    if not isinstance(value, str) or _UNPRINTABLE.search(value):
         return False
-    scheme, sep, rest = value.partition("://")
-    if not sep or not scheme.isascii() or scheme.lower() not in ("http", "https"):
-        return False
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    host_port = rest[:end].rpartition("@")[2]
-    if host_port.startswith("["):
-        host, bracket, after = host_port[1:].partition("]")
-        if not bracket or not host or not set(host) <= _IPV6_CHARS:
-            return False
-        if after and not after.startswith(":"):
-            return False
-        port = after[1:]
-    else:
-        host, _, port = host_port.partition(":")
-        if not host or "[" in host or "]" in host:
-            return False
-    return set(port) <= _ASCII_DIGITS and len(port) <= 5 and (not port or int(port) <= _MAX_PORT)
-
-
-def _unprintable(char: str) -> bool:
-    return char.isspace() or char < " " or "\x7f" <= char <= "\x9f"
+    match = _URL.fullmatch(value)
+    return match is not None and int(match.group(1) or 0) <= _MAX_PORT
 
 
 class Validator:
