@@ -224,15 +224,15 @@ def redis_full(workdir: Path, scale: Scale) -> Row:
 
 
 def poison_and_oversized(workdir: Path, scale: Scale) -> Row:
-    with rig(workdir, pod_env={"MAX_DELIVERIES": "3"}) as world:
+    with rig(workdir) as world:
         stream = world.keys.jobs("SMS")
         world.client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
-        # A poison job: it killed whoever took it, three times already (a dead holder has it).
+        # A poison job: it killed whoever took it 16 times already (a dead holder has it).
         poison = sms(scale.sms)
         world.enqueue([poison])
         world.client.xreadgroup(CONSUMER_GROUP, "r-dead", {stream: ">"}, count=1)
         entries: Any = world.client.xrange(stream)
-        world.client.xclaim(stream, CONSUMER_GROUP, "r-dead", 0, [entries[0][0]], retrycount=3)
+        world.client.xclaim(stream, CONSUMER_GROUP, "r-dead", 0, [entries[0][0]], retrycount=16)
         world.enqueue([sms(i) for i in range(scale.sms)])
         message = sms(0)["message"]
         hostile: list[tuple[bytes, str | None]] = [  # the entry, and its jobId if readable

@@ -13,6 +13,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.channels import CHANNELS
+
 
 @dataclass(frozen=True)
 class ChannelTuning:
@@ -155,10 +157,12 @@ class Settings(BaseSettings):
         65_536, ge=1024, description="Larger stream entries are rejected as malformed."
     )
     max_deliveries: int = Field(
-        10,
+        16,
         ge=2,
         le=1000,
-        description="A job handed out this often without finishing fails and is dead-lettered.",
+        description="A job handed out this often without finishing (whoever takes it dies) "
+        "fails and is dead-lettered. Above log2(batch size) + 1: a batch a process died with "
+        "is sent in halves, so a poison job is alone before it reaches this.",
     )
     max_queued_batches: int = Field(
         4,
@@ -222,6 +226,16 @@ class Settings(BaseSettings):
     flashcall_conversion_max_age_s: float = Field(
         86_400.0, gt=0, description="Oldest conversion report still sent (s)."
     )
+
+    @model_validator(mode="after")
+    def _poison_is_alone_before_it_fails(self) -> Self:
+        largest = max(self.tuning(c).batch_size for c in CHANNELS)
+        if self.max_deliveries <= largest.bit_length() + 1:
+            raise ValueError(
+                f"MAX_DELIVERIES must exceed {largest.bit_length() + 1} (log2 of the largest "
+                "batch size, plus one): a poison job's neighbours would fail with it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _circuit_opens_before_retries_run_out(self) -> Self:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
+from worker.batch import isolate
 from worker.ledger import Finished, Ledger
 from worker.ownership import Lease, LeaseTimes, Ownership
 
@@ -80,15 +81,30 @@ def test_a_reader_whose_lease_lapsed_cannot_hand_over(
     assert not redis_client.exists(keys.lease("b-1"))
 
 
-def test_a_batch_starts_once_and_never_after_its_lease_lapsed(
+def test_a_batch_starts_once_and_never_once_taken_over(
     redis_client: redis.Redis, keys: Keys, own: Ownership
 ) -> None:
     queued_batch(redis_client, keys, own, "b-1")
     assert own.start(CHANNEL, "b-1") is not None
     assert own.start(CHANNEL, "b-1") is None  # a second copy of the task
     queued_batch(redis_client, keys, own, "b-2")
-    redis_client.delete(keys.lease("b-2"))  # its batcher died while it waited
+    redis_client.delete(keys.lease("b-2"))  # its batcher died while it waited...
+    own.new_reader("r-2", LEASE_MS)
+    assert own.reclaim(CHANNEL, "b-2", "r-2", 1000)  # ...and its entries were taken over
     assert own.start(CHANNEL, "b-2") is None
+
+
+def test_a_batch_whose_lease_lapsed_but_kept_its_entries_starts(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    """Its lease lapsed (Redis restarted, its batcher stalled) and nobody took its entries:
+    the task starts it, rather than leaving it to be revived as queued with no task left."""
+    ids = queued_batch(redis_client, keys, own, "b-1")
+    redis_client.delete(keys.lease("b-1"))
+    started = own.start(CHANNEL, "b-1")
+    assert started is not None
+    assert [e.entry_id for e in started.entries] == ids
+    assert redis_client.get(keys.lease("b-1")) == b"running"
 
 
 def test_reclaim_leaves_live_holders_alone_and_takes_over_dead_ones(
@@ -267,3 +283,48 @@ def test_claims_by_state(redis_client: redis.Redis, keys: Keys, ledger: Ledger) 
     redis_client.set(keys.ledger("live-claim"), "inflight:b-live")
     jobs = ["failed", "accepted", "rejected", "dead-claim", "live-claim", "new"]
     assert ledger.claim("b-1", jobs) == ["done", "done", "done", "claimed", "busy", "claimed"]
+
+
+def test_a_poison_job_is_isolated_before_its_neighbours_could_fail(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The real scripts, and a job that kills whoever sends it: each crash halves what the
+    batch sends, so the poison is alone after log2(batch) crashes, and no neighbour ever
+    reaches MAX_DELIVERIES."""
+    lease_ms, batch_size = 100, 64
+    max_deliveries = batch_size.bit_length() + 2  # the least the settings allow: 9
+    times = LeaseTimes(lease_ms, lease_ms)
+    own = Ownership(redis_client, keys, times)
+    ledger = Ledger(redis_client, keys, ttl_s=86_400, leases=times)
+    redis_client.xgroup_create(keys.jobs(CHANNEL), CONSUMER_GROUP, id="0", mkstream=True)
+    ids = enqueue(redis_client, keys, *(f'{{"jobId": "j{i}"}}' for i in range(batch_size)))
+    poison = ids[37]
+    finished: dict[str, int] = {}  # entry -> its deliveries when it finished
+    for round_ in range(60):
+        if redis_client.xlen(keys.jobs(CHANNEL)) == 0:
+            break
+        reader, batch = f"r-{round_}", f"b-{round_}"
+        time.sleep(lease_ms / 1000 + 0.05)  # the dead and the waiting lapse
+        own.new_reader(reader, lease_ms)
+        for dead in own.dead_holders(CHANNEL, exclude=reader):
+            own.reclaim(CHANNEL, dead, reader, 1000)
+        read(redis_client, keys, reader)
+        held: Any = redis_client.xpending_range(
+            keys.jobs(CHANNEL), CONSUMER_GROUP, "-", "+", 1000, consumername=reader
+        )
+        assert own.hand_over(CHANNEL, reader, batch, [as_text(p["message_id"]) for p in held])
+        own.end(reader)
+        started = own.start(CHANNEL, batch)
+        assert started is not None
+        sent = isolate(started.entries, batch_size)
+        own.set_aside(CHANNEL, batch, [e.entry_id for e in started.entries if e not in sent])
+        poisoned = any(e.entry_id == poison for e in sent)
+        if poisoned and max(e.deliveries for e in sent) <= max_deliveries:
+            redis_client.delete(keys.lease(batch))  # the process died sending it
+            continue
+        rows = [outcome_row(e.entry_id, f"job-{e.entry_id}") for e in sent]
+        ledger.finish(CHANNEL, batch, rows)
+        finished.update({e.entry_id: e.deliveries for e in sent})
+    assert set(finished) == set(ids)
+    assert finished[poison] > max_deliveries  # given up, alone
+    assert max(d for e, d in finished.items() if e != poison) <= max_deliveries

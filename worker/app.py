@@ -59,12 +59,10 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_send_task_events=True,
     task_send_sent_event=True,
-    # A batch's requests all start before its deadline (RETRY_MAX_SECONDS) and each ends within
-    # its timeouts; past this it is stuck, its process is replaced and its entries are taken
-    # over. Kept below the orchestrator's grace (deploy/k8s: 180 s with the defaults: 165 s).
-    task_time_limit=int(
-        settings.retry_max_seconds + settings.send_timeout_s + settings.connect_timeout_s + 30
-    ),
+    # No task_time_limit: a batch's requests all start before its deadline (RETRY_MAX_SECONDS)
+    # and each ends within its timeouts, while publishing its outcomes must wait out a Redis
+    # outage however long it lasts: a limit would kill a batch that has sent and not yet
+    # published, and its jobs would be sent again.
 )
 app.steps["worker"].add(BatcherStep)
 app.steps["consumer"].add(BrokerReconnectStep)

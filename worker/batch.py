@@ -91,6 +91,8 @@ def process_batch(
     started = _wait_out("starting a batch", res.ownership.start, channel, batch)
     if started is None:
         log.info("batch channel=%s id=%s is stale: taken over while it waited", channel, batch)
+        if probe:
+            res.circuit.probe_done(batch)
         return None
     res.leases.add(channel, batch)
     try:
@@ -100,7 +102,7 @@ def process_batch(
     finally:
         res.leases.remove(batch)
         if probe:
-            res.circuit.probe_done()
+            res.circuit.probe_done(batch)
 
 
 def _give_back(res: Resources, channel: str, batch: str, size: int) -> BatchReport:
@@ -116,10 +118,14 @@ def _process(
     res: Resources, channel: str, batch: str, started: Started, probe: bool
 ) -> BatchReport:
     clock = time.monotonic()
-    report = BatchReport(channel, len(started.entries))
     settings = res.settings
+    held = isolate(started.entries, settings.tuning(channel).batch_size)
+    if len(held) < len(started.entries):
+        sending = {e.entry_id for e in held}
+        later = [e.entry_id for e in started.entries if e.entry_id not in sending]
+        _wait_out("setting entries aside", res.ownership.set_aside, channel, batch, later)
+    report = BatchReport(channel, len(held))
     context = ContractContext(flashcall_code_max_digits=settings.flashcall_code_max_digits)
-    held = started.entries
     acks: list[Finished] = [Finished(e.entry_id, "") for e in held if e.raw is None]
     parsed = [
         parse_entry(e, channel, context, settings.max_job_bytes) for e in held if e.raw is not None
@@ -155,6 +161,7 @@ def _process(
         # outcome of its jobId is in.
         finish = _finish_batch(res, channel, batch, outcomes + acks)
     except BaseException:
+        res.leases.remove(batch)  # first, or a renewal could set the released lease again
         res.ledger.release(batch, [p.job_id for p in mine])
         raise
     report.published = finish.published
@@ -163,6 +170,22 @@ def _process(
     _count(report)
     log.info(report.log_line())
     return report
+
+
+def isolate(entries: list[HeldEntry], batch_size: int) -> list[HeldEntry]:
+    """The entries this run of the batch sends; the others are set aside before it sends (no
+    delivery counted for them, whatever becomes of this run) for a later batch.
+
+    Entries a process died with come back with their delivery count raised. Each time, the
+    part sent is halved (the most suspect first), so a poison job is alone after
+    log2(batch size) crashes and its innocent neighbours go on in the other halves, never
+    reaching MAX_DELIVERIES with it.
+    """
+    most = max((e.deliveries for e in entries), default=1)
+    if most <= 1:
+        return entries
+    limit = max(1, batch_size >> (most - 1))
+    return sorted(entries, key=lambda e: -e.deliveries)[:limit]
 
 
 def _warn_unpublished(channel: str, batch: str, finish: FinishReport) -> None:

@@ -115,6 +115,7 @@ class Batcher:
         self._next_reclaim = 0.0
         self._next_trim = 0.0
         self._connected_since: float | None = float("-inf")  # None while Redis fails
+        self._resync = False  # a Redis error: a read or takeover may have lost its reply
 
     def broker_reconnected(self) -> None:
         """The node's broker connection broke and was made again: a task the node had
@@ -151,6 +152,7 @@ class Batcher:
                     self._connected_since = time.monotonic()
             except redis.ResponseError as error:
                 self._connected_since = None
+                self._resync = True
                 if _stream_gone(error):
                     # Redis came back without its data (no AOF, or a replica that lacked it):
                     # create the streams and groups again, under a fresh reader lease.
@@ -161,6 +163,7 @@ class Batcher:
                 self._stopping.wait(1)
             except redis.RedisError as error:
                 self._connected_since = None
+                self._resync = True
                 log.warning("batcher: Redis error, retrying in 1 s: %s", error)
                 self._stopping.wait(1)
             except Exception:
@@ -170,6 +173,9 @@ class Batcher:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self._resync:
+            self._recover_read(now)
+            self._resync = False
         if now >= self._next_renewal:
             self._renew(now)
             self._next_renewal = now + self._lease_ms / 4000
@@ -207,13 +213,41 @@ class Batcher:
             channel = as_text(stream).rsplit(":", 1)[1]
             self._buffers[channel].entries += [(as_text(e), seen) for e, _ in entries]
 
+    def _recover_read(self, now: float) -> None:
+        """A reply lost with a Redis error (XREADGROUP's, a takeover's) leaves entries pending
+        under this reader that its buffers do not know: nobody else would take them over
+        while the reader lives, so they are looked up in its pending list."""
+        for buffer in self._buffers.values():
+            known = {entry_id for entry_id, _ in buffer.entries}
+            pending: Any = self._redis.xpending_range(
+                self._keys.jobs(buffer.channel.name),
+                CONSUMER_GROUP,
+                min="-",
+                max="+",
+                count=100_000,
+                consumername=self.reader,
+            )
+            missing = [as_text(p["message_id"]) for p in pending]
+            missing = [entry_id for entry_id in missing if entry_id not in known]
+            if missing:
+                log.warning(
+                    "batcher %s: %d read %s entries recovered after a Redis error",
+                    self.reader,
+                    len(missing),
+                    buffer.channel.name,
+                )
+                buffer.entries += [(entry_id, now - buffer.linger_s) for entry_id in missing]
+
     def _paused(self, now: float, circuit: CircuitState) -> None:
         """Nothing is read or cut while the circuit is open, but the one probe batch."""
         if self._paused_reason != circuit.reason:
             log.warning("batcher %s paused, circuit open: %s", self.reader, circuit.reason)
             self._paused_reason = circuit.reason
-        if circuit.probe_due and self._circuit.take_probe() and not self._probe(now):
-            self._circuit.probe_done()  # nothing to send here: another batcher may probe
+        for batch, queued in list(self._queued.items()):
+            if queued.probe and not queued.on_broker:
+                self._put_on_broker(batch, queued)  # a probe the broker refused: again
+        if circuit.probe_due and self._circuit.take_probe(self.reader) and not self._probe(now):
+            self._circuit.probe_done(self.reader)  # nothing to send here: another may probe
         self._stopping.wait(MAX_BLOCK_MS / 1000)
 
     def _probe(self, now: float) -> bool:
@@ -279,6 +313,8 @@ class Batcher:
             self._lost_reader()
             return False
         buffer.drop(len(entry_ids))
+        if probe:
+            self._circuit.hand_probe(self.reader, batch)
         queued = Queued(buffer.channel, len(entry_ids), now, probe=probe)
         self._queued[batch] = queued
         self._put_on_broker(batch, queued)

@@ -38,6 +38,7 @@ class Circuit:
         self._probe_ms = int((settings.retry_max_seconds + settings.send_timeout_s) * 1000)
         self._failure = script(client, "circuit_failure")
         self._success = script(client, "circuit_success")
+        self._give_back = script(client, "circuit_probe")
 
     def state(self) -> CircuitState:
         """As stored; closed while Redis cannot say (the circuit is advice: a Redis outage
@@ -84,10 +85,16 @@ class Circuit:
         if closed:
             log.warning("circuit closed: the API answers again; sending resumes")
 
-    def take_probe(self) -> bool:
-        """Whether this caller sends the one probe batch (until it ends, or its time is up)."""
-        return bool(self._redis.set(self._probe_key, 1, nx=True, px=self._probe_ms))
+    def take_probe(self, holder: str) -> bool:
+        """Whether `holder` sends the one probe batch (until it ends, or its time is up)."""
+        return bool(self._redis.set(self._probe_key, holder, nx=True, px=self._probe_ms))
 
-    def probe_done(self) -> None:
+    def hand_probe(self, holder: str, batch: str) -> None:
+        """The token goes with the probe batch, which gives it back when it ends."""
+        with contextlib.suppress(redis.RedisError):
+            self._give_back(keys=[self._probe_key], args=[holder, batch])
+
+    def probe_done(self, holder: str) -> None:
+        """Give the token back if `holder` still has it (never another's)."""
         with contextlib.suppress(redis.RedisError):  # else the token lapses by itself
-            self._redis.delete(self._probe_key)
+            self._give_back(keys=[self._probe_key], args=[holder, ""])

@@ -21,7 +21,7 @@ import orjson
 import redis
 
 from tasks.keys import CONSUMER_GROUP, Keys
-from worker.ownership import BATCH_PREFIX, WAITING_PREFIX, LeaseTimes, script
+from worker.ownership import LeaseTimes, script, waiting_holder
 
 Claim = Literal["claimed", "busy", "done"]
 _CLAIMS: dict[str, Claim] = {"claimed": "claimed", "busy": "busy", "done": "done"}
@@ -87,7 +87,7 @@ class Ledger:
                 self._keys.lease(""),
                 self._ttl_s,
                 self._leases.of(channel),
-                WAITING_PREFIX + batch.removeprefix(BATCH_PREFIX),
+                waiting_holder(batch),
                 orjson.dumps(table),
             ],
         )

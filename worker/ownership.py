@@ -13,11 +13,13 @@ group: a *reader* (a batcher, which read it and has not yet cut it into a batch)
 
 Entries change holder only in Lua scripts that check the leases: a reader hands entries to
 a new batch (`hand_over.lua`); a batch starts only while it is `queued` (`start.lua`); the
-entries of a holder whose lease is gone are taken over by a live reader (`reclaim.lua`).
-A lapsed lease is never renewed or revived, so a holder that lost it has lost its entries
-for good: a stale Celery task (its batch taken over while it waited) does nothing, and a
-slow but alive batch is never taken over. So an entry belongs to at most one live batch,
-queued or running, and a `failed` job is sent again only by an explicit replay (the ledger).
+entries of a holder whose lease is gone are taken over by a live reader (`reclaim.lua`),
+all of a batch's in one step. A holder whose entries were taken over has lost them for good:
+its lease is never set again (`renew.lua` sets a lapsed lease again only for a batch that
+still holds its entries, as after a Redis restart), a stale Celery task (its batch taken over
+while it waited) does nothing, and a slow but alive batch is never taken over. So an entry
+belongs to at most one live batch, queued or running, and a `failed` job is sent again only
+by an explicit replay (the ledger).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def script(client: redis.Redis, name: str) -> Script:
 
 def new_batch_id() -> str:
     return BATCH_PREFIX + uuid.uuid4().hex
+
+
+def waiting_holder(batch: str) -> str:
+    """Where the entries a batch leaves unsent wait to be taken over."""
+    return WAITING_PREFIX + batch.removeprefix(BATCH_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class Ownership:
         self._keys = keys
         self.leases = leases
         self._hand_over = script(client, "hand_over")
+        self._set_aside = script(client, "set_aside")
         self._start = script(client, "start")
         self._reclaim = script(client, "reclaim")
         self._renew = script(client, "renew")
@@ -134,6 +142,16 @@ class Ownership:
             args=[CONSUMER_GROUP, batch, self.leases.of(channel), orjson.dumps(list(entry_ids))],
         )
         return int(moved) >= 0
+
+    def set_aside(self, channel: str, batch: str, entry_ids: Sequence[str]) -> None:
+        """Entries `batch` will not send now wait under `waiting_holder(batch)`."""
+        if not entry_ids:
+            return
+        waiting = waiting_holder(batch)
+        self._set_aside(
+            keys=[self._keys.jobs(channel), self._keys.lease(waiting)],
+            args=[CONSUMER_GROUP, waiting, self.leases.of(channel), orjson.dumps(list(entry_ids))],
+        )
 
     def start(self, channel: str, batch: str) -> Started | None:
         """The entries of a queued batch, now running; None for a stale batch."""

@@ -76,18 +76,18 @@ def test_a_job_that_never_finishes_is_given_up_after_max_deliveries(e2e: E2E) ->
     poison = e2e.producer.enqueue({"jobId": "poison", "message": BASE["SMS"]})
     survivor = e2e.producer.enqueue({"jobId": "survivor", "message": BASE["SMS"]})
     e2e.redis.xreadgroup(CONSUMER_GROUP, "dead-pod", {stream: ">"})
-    for entry, count in ((poison, 12), (survivor, 2)):
+    for entry, count in ((poison, 16), (survivor, 2)):
         e2e.redis.xclaim(
             stream, CONSUMER_GROUP, "dead-pod", 0, [entry.entryId], idle=60_000, retrycount=count
         )
 
-    e2e.start_worker(MAX_DELIVERIES="10")
+    e2e.start_worker(MAX_DELIVERIES="16")
     by_job = e2e.outcomes(2)
 
     given_up = by_job["poison"]
     assert given_up.status == "failed"
     assert given_up.error is not None
-    assert given_up.error.msg == "gave up after 13 deliveries without an outcome"
+    assert given_up.error.msg == "gave up after 17 deliveries without an outcome"
     assert by_job["survivor"].status == "accepted"
     assert e2e.redis.xlen(e2e.keys.dead) == 1
     assert [r["message"] for r in received(e2e.sandbox)] == [BASE["SMS"]]

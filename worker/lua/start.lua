@@ -4,12 +4,17 @@
 -- ARGV[1]  consumer group
 -- ARGV[2]  the batch id (its consumer name)
 -- ARGV[3]  lease (ms)
--- Returns false when the batch is not queued (its lease lapsed and its entries were taken
--- over, or another copy of the task runs it): a stale task does nothing. Otherwise
+-- Returns false when the batch is not queued: another copy of the task runs it, or its
+-- entries were taken over after its lease lapsed. A lease that lapsed while the batch still
+-- holds its entries (Redis restarted, or its batcher stalled) lost nothing: it starts.
+-- A stale task does nothing. Otherwise
 -- {Redis time (ms), {entry id, deliveries, job field or false} per entry the batch holds,
 -- oldest first}: the time is the clock the entry ids were made with, to age them.
-if redis.call('GET', KEYS[2]) ~= 'queued' then
-  return false
+local lease = redis.call('GET', KEYS[2])
+if lease ~= 'queued' then
+  if lease or #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+    return false
+  end
 end
 redis.call('SET', KEYS[2], 'running', 'PX', ARGV[3])
 local out = {}
