@@ -134,3 +134,15 @@ def test_one_deadline_covers_every_422_half() -> None:
         r.error == (None, "the batch's deadline (RETRY_MAX_SECONDS) passed") for r in results
     )
     assert stats.splits == 1
+
+
+def test_a_batch_that_may_have_lost_its_entries_sends_nothing() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, json={"errors": False, "items": [{"code": 201}]})
+
+    answer = client(handler).post("/api/v1/message", [{}], "SMS", still_held=lambda: False)
+    assert answer.paused
+    assert calls == []

@@ -12,7 +12,7 @@ import redis
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from worker.batch import isolate
 from worker.ledger import Finished, Ledger
-from worker.ownership import Lease, LeaseTimes, Ownership
+from worker.ownership import Lease, LeaseKeeper, LeaseTimes, Ownership
 
 LEASE_MS = 1000
 CHANNEL = "SMS"
@@ -328,3 +328,28 @@ def test_a_poison_job_is_isolated_before_its_neighbours_could_fail(
     assert set(finished) == set(ids)
     assert finished[poison] > max_deliveries  # given up, alone
     assert max(d for e, d in finished.items() if e != poison) <= max_deliveries
+
+
+def test_a_batch_whose_lease_is_not_renewed_in_time_is_told_to_stop(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """Its entries may be another batch's by now: it must not send them as well."""
+    times = LeaseTimes(300, 300)
+    own = Ownership(redis_client, keys, times)
+    redis_client.xgroup_create(keys.jobs(CHANNEL), CONSUMER_GROUP, id="0", mkstream=True)
+    queued_batch(redis_client, keys, own, "b-1")
+    own.start(CHANNEL, "b-1")
+    keeper = LeaseKeeper(own)
+    keeper.add(CHANNEL, "b-1")
+    assert keeper.current("b-1")
+    time.sleep(0.5)
+    assert keeper.current("b-1")  # renewed meanwhile
+    redis_client.delete(keys.lease("b-1"))
+    own.new_reader("r-2", 300)
+    assert own.reclaim(CHANNEL, "b-1", "r-2", 1000)  # taken over: renewals fail from now on
+    deadline = time.monotonic() + 5
+    while keeper.current("b-1"):
+        assert time.monotonic() < deadline, "still current after its entries were taken"
+        time.sleep(0.02)
+    keeper.remove("b-1")
+    assert not keeper.current("b-1")

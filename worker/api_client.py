@@ -98,13 +98,14 @@ class ApiClient:
         deadline: float | None = None,
         circuit: Circuit | None = None,
         probe: bool = False,
+        still_held: Callable[[], bool] | None = None,
     ) -> Answer:
         """POST `objects` (a JSON array) to `endpoint`; `label` names the batch in logs.
 
         No attempt starts after `deadline` (time.monotonic(); one batch shares it across all
         its requests), else after RETRY_MAX_SECONDS. Each answer is told to the `circuit`;
         while it is open no attempt starts (but the first of a `probe`), and the answer says
-        `paused`.
+        `paused`, as it does when `still_held` says the batch may have lost its entries.
         """
         body = orjson.dumps(objects)
         attempts = 0
@@ -128,9 +129,14 @@ class ApiClient:
                 _tell(circuit, endpoint, response)
             return response
 
-        def paused() -> bool:
-            return circuit is not None and circuit.state().open
+        def lost() -> bool:
+            return still_held is not None and not still_held()
 
+        def paused() -> bool:
+            return lost() or (circuit is not None and circuit.state().open)
+
+        if lost():
+            return Answer(None, None, 0, "the batch's lease is in doubt", paused=True)
         if not probe and paused():
             return Answer(None, None, 0, "the circuit is open", paused=True)
         s = self._settings

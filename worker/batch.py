@@ -154,6 +154,7 @@ def _process(
         deadline=clock + settings.retry_max_seconds,
         circuit=res.circuit,
         probe=probe,
+        still_held=lambda: res.leases.current(batch),
     )
     try:
         outcomes = _send_and_judge(res, how, mine, report)

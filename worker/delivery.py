@@ -3,13 +3,15 @@ and say for every item what became of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from worker.api_client import Answer, ApiClient
 from worker.circuit import Circuit
 
-#: `returned`: not sent, no outcome: the circuit is open, so the job waits in its stream.
+#: `returned`: not sent, no outcome: the circuit is open (or the batch's lease is in doubt),
+#: so the job waits in its stream.
 Status = Literal["accepted", "rejected", "failed", "expired", "returned"]
 
 
@@ -39,6 +41,8 @@ class Sending:
     deadline: float
     circuit: Circuit | None = None
     probe: bool = False
+    #: False once the batch may have lost its entries (its lease not renewed in time).
+    still_held: Callable[[], bool] | None = None
 
 
 def deliver(
@@ -71,6 +75,7 @@ class _Delivery:
             deadline=how.deadline,
             circuit=how.circuit,
             probe=self.probing,
+            still_held=how.still_held,
         )
         self.probing = False  # a probe is one request: the rest follow the circuit
         self.stats.requests += answer.attempts

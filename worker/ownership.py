@@ -209,18 +209,22 @@ class LeaseKeeper:
 
     A lease that lapsed while Redis was away is set again only if the batch still holds its
     entries (`renew.lua`); one whose entries were taken over stays lapsed, and the batch's
-    outcomes are then not published by it.
+    outcomes are then not published by it. `current(batch)` says whether the lease is known
+    to be held: a batch cut off from Redis for most of a lease stops sending (its entries
+    may be another batch's by then), so it does not send what another batch sends.
     """
 
     def __init__(self, ownership: Ownership) -> None:
         self._ownership = ownership
         self._live: dict[str, Lease] = {}
+        self._held_at: dict[str, float] = {}  # when each lease was last known held
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def add(self, channel: str, batch: str) -> None:
         with self._lock:
             self._live[batch] = Lease("running", self._ownership.leases.of(channel), channel)
+            self._held_at[batch] = time.monotonic()  # start.lua has just set it
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
                 self._thread.start()
@@ -228,6 +232,15 @@ class LeaseKeeper:
     def remove(self, batch: str) -> None:
         with self._lock:
             self._live.pop(batch, None)
+            self._held_at.pop(batch, None)
+
+    def current(self, batch: str) -> bool:
+        """Whether `batch` still holds its lease, with a third of it to spare."""
+        with self._lock:
+            lease, held_at = self._live.get(batch), self._held_at.get(batch)
+        if lease is None or held_at is None:
+            return False
+        return time.monotonic() - held_at < lease.ms * 2 / 3000
 
     def _run(self) -> None:
         interval = self._ownership.leases.shortest_ms / 3000
@@ -237,7 +250,12 @@ class LeaseKeeper:
                 live = dict(self._live)
             if not live:
                 continue
+            asked = time.monotonic()
             try:
-                self._ownership.renew(live)
+                kept = self._ownership.renew(live)
             except redis.RedisError:
                 continue  # the next beat tries again; a lapse only allows a takeover
+            with self._lock:
+                for batch, held in kept.items():
+                    if held and batch in self._held_at:
+                        self._held_at[batch] = asked
