@@ -130,6 +130,7 @@ class Sandbox:
         self._stack = contextlib.ExitStack()
         self.received: list[dict[str, Any]] = []
         self.requests_before: int = 0  # requests of earlier lives
+        self._offset = 0  # what this life's received list has been read up to
 
     def start(self) -> None:
         self._stack.enter_context(sandbox_process(self._args, port=self.port, log=self._log))
@@ -154,8 +155,6 @@ class Sandbox:
 
     def total_requests(self) -> int:
         return self.requests_before + self.requests()
-
-    _offset = 0
 
     def collect(self) -> None:
         """Fetch what this life of the sandbox received since the last call."""
@@ -283,6 +282,7 @@ class Rig:
     def row(self, scenario: str, drain_s: float, notes: str = "") -> Row:
         self.sandbox.collect()
         outcomes = self.outcomes()
+        statuses = self.statuses()
         per_destination = Counter(r["message"]["destination"] for r in self.sandbox.received)
         first_arrival: dict[str, float] = {}
         for record in self.sandbox.received:
@@ -298,9 +298,9 @@ class Rig:
             double_sends=len(doubles),
             explained_double_sends=len(explained),
             dead_letters=int(self.client.xlen(self.keys.dead)),
-            expired=self.statuses()["expired"],
+            expired=statuses["expired"],
             drain_s=round(drain_s, 1),
-            statuses=dict(self.statuses()),
+            statuses=dict(statuses),
             notes=notes,
         )
 
