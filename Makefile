@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test soak chaos lint format schemas sandbox worker flower bench clean
+.PHONY: install demo test soak chaos mutate lint format schemas sandbox worker flower bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ soak: install
 # `make chaos CHAOS=--fast` runs the small scale CI keeps.
 chaos: install
 	$(PY) -m chaos $(CHAOS)
+
+# Mutation testing (mutmut) of the modules that carry the promise against their fast tests:
+# a score per module and every survivor the README does not explain. Kept out of `make test`.
+mutate: install
+	rm -rf mutants
+	$(PY) -m devenv.mutate
 
 lint: install
 	$(VENV)/bin/ruff check .
