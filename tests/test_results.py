@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -65,10 +67,23 @@ def test_results_follow_prints_new_outcomes(
         text=True,
     )
     try:
-        time.sleep(1)
+        deadline = time.monotonic() + 30
+        while not _consumers(redis_client, keys.results, "cli"):  # it has read once: following
+            assert follower.poll() is None, "the follower exited"
+            assert time.monotonic() < deadline, "the follower never read"
+            time.sleep(0.02)
         publish(redis_client, keys, "late")
         assert follower.stdout is not None
+        ready, _, _ = select.select([follower.stdout], [], [], 30)
+        assert ready, "nothing printed within 30 s"
         assert json.loads(follower.stdout.readline())["jobId"] == "late"
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def _consumers(client: redis.Redis, stream: str, group: str) -> int:
+    if not client.exists(stream):
+        return 0
+    groups: Any = client.xinfo_groups(stream)
+    return sum(int(g["consumers"]) for g in groups if g["name"] in (group, group.encode()))

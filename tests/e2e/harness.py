@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -101,6 +102,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} within {timeout} s")
         time.sleep(0.05)
+
+
+def read_line(stream: IO[str], deadline: float, what: str) -> str:
+    """The next line a process prints, or a failure at `deadline` (time.monotonic()) instead
+    of a read that blocks for as long as the process stays silent."""
+    ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+    assert ready, f"{what}: nothing printed in time"
+    return stream.readline()
 
 
 def outcomes(client: redis.Redis, keys: Keys) -> list[Outcome]:

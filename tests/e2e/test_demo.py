@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e.harness import wait_until
+from tests.e2e.harness import read_line, wait_until
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 
@@ -60,8 +60,9 @@ def test_ctrl_c_stops_everything(redis_url: str) -> None:
     )
     assert demo.stdout is not None
     output = ""
+    deadline = time.monotonic() + 120
     while "Ctrl-C stops it" not in output:
-        line = demo.stdout.readline()
+        line = read_line(demo.stdout, deadline, "the demo's start")
         assert line, output
         output += line
     prefix = re.search(r"keys under (demo-\d+):", output)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from typing import Any
 
 import redis
@@ -15,6 +14,7 @@ import redis
 from tasks.keys import as_text
 from tests.contract_cases import BASE, variant
 from tests.e2e.conftest import E2E
+from tests.e2e.harness import wait_until
 from tests.e2e.sandbox_view import received
 
 
@@ -126,11 +126,12 @@ def test_the_broker_carries_references_never_bodies(e2e: E2E, redis_url: str) ->
     """Tasks name their batch: a code, or a 10 MB body, never passes through the broker (nor
     Flower, nor `celery inspect`, which show task arguments)."""
     tasks: list[Any] = []
-    stop = threading.Event()
+    stop, watching = threading.Event(), threading.Event()
 
     def watch() -> None:
         with redis.Redis.from_url(redis_url).monitor() as monitor:  # type: ignore[no-untyped-call]
             for command in monitor.listen():
+                watching.set()
                 words = command["command"].split(" ", 2)
                 if words[0] == "LPUSH" and words[1].strip('"').startswith(e2e.keys.celery):
                     tasks.append(command["command"])
@@ -139,7 +140,7 @@ def test_the_broker_carries_references_never_bodies(e2e: E2E, redis_url: str) ->
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    time.sleep(0.2)
+    wait_until(lambda: bool(e2e.redis.ping()) and watching.is_set(), 10, "MONITOR watching")
     for i in range(5):
         e2e.producer.enqueue({"jobId": f"c-{i}", "message": _sms(content=f"secret code {i}")})
     big = e2e.redis.xadd(e2e.keys.jobs("SMS"), {"job": _job("big", _sms(content="y" * 5_000_000))})

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
 from tests.contract_cases import variant
 from tests.e2e.conftest import E2E
-from tests.e2e.harness import settled, wait_until
 from tests.e2e.sandbox_view import received, stats
 from tests.e2e.test_batching import sms_jobs
 from tests.sandbox_client import set_faults
@@ -32,27 +33,36 @@ def test_every_job_has_one_outcome_through_kills_and_faults(e2e: E2E) -> None:
         worker.kill()
         reached_before_kills.append(stats(e2e.sandbox)["requests"])
     e2e.start_worker("last", RETRY_MAX_ATTEMPTS="8", SMS_BATCH_SIZE="500")
-    wait_until(lambda: e2e.redis.xlen(e2e.keys.results) >= len(jobs), 240, "every outcome")
-    wait_until(lambda: settled(e2e.redis, e2e.keys), 60, "every entry acknowledged")
-
-    by_job = Counter(o.jobId for o in e2e.outcomes(len(jobs)).values())
+    by_job = e2e.outcomes(len(jobs), timeout=240)  # exactly one outcome per jobId
     assert set(by_job) == {j["jobId"] for j in jobs}
-    statuses = Counter(o.status for o in e2e.outcomes(len(jobs)).values())
-    copies = Counter(
-        (r["message"]["destination"], r["message"]["content"]) for r in received(e2e.sandbox)
-    )
-    twice = sum(1 for n in copies.values() if n > 1)
+    statuses = Counter(o.status for o in by_job.values())
+    assert statuses["accepted"] + statuses["failed"] == len(jobs)
+
+    # Every job's message is told apart by (destination, content): the copies the sandbox
+    # created are counted per job, each with the request that carried it.
+    job_of = {message_key(j["message"]): str(j["jobId"]) for j in jobs}
+    assert len(job_of) == len(jobs)
+    copies: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for record in received(e2e.sandbox):
+        copies[job_of[message_key(record["message"])]].append(
+            (record["requestIndex"], record["messageUuid"])
+        )
+    for job_id, outcome in by_job.items():
+        if outcome.status == "accepted":  # its messageUuid is one the API created for it
+            assert outcome.messageUuid in {uuid for _, uuid in copies[job_id]}, job_id
+    for job_id, sent in copies.items():
+        # A job is sent again only when a worker died between two of its requests: its
+        # first request was in flight at a kill, and the next came after it.
+        indices = sorted(request for request, _ in sent)
+        for before, again in itertools.pairwise(indices):
+            assert any(before < k <= again for k in reached_before_kills), (job_id, indices)
+    spread = Counter(len(sent) for sent in copies.values())
     print(
         f"\nsoak: {len(jobs)} jobs, outcomes {dict(statuses)}, {len(reached_before_kills)} "
-        f"kills, {twice} messages received twice, "
+        f"kills, messages by copies received {dict(sorted(spread.items()))}, "
         f"{stats(e2e.sandbox)['requests']} requests"
     )
-    assert statuses["accepted"] + statuses["failed"] == len(jobs)
-    assert max(copies.values()) <= 1 + len(reached_before_kills)
-    first_request: dict[tuple[str, str], int] = {}
-    for record in received(e2e.sandbox):
-        key = (record["message"]["destination"], record["message"]["content"])
-        first_request.setdefault(key, record["requestIndex"])
-    for key, count in copies.items():
-        if count > 1:  # only a request that was in flight when a worker died is sent again
-            assert first_request[key] < reached_before_kills[-1], key
+
+
+def message_key(message: Any) -> tuple[str, str]:
+    return (message["destination"], message["content"])
