@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.contract import ContractContext
+from tasks.contract import ContractContext, to_api_json
 from tests.contract_cases import BASE
+from tests.vectors import CTX as VECTORS_CTX
 from tests.vectors import INVALID, VALID
 from worker.batch import parse_entry
 from worker.ownership import HeldEntry
@@ -104,3 +107,27 @@ def test_the_job_id_rule() -> None:
 def test_size_is_checked_before_parsing() -> None:
     parsed = parse(b"{" + b" " * MAX_BYTES + b"}")
     assert parsed.problem == f"the job is {MAX_BYTES + 2} bytes, over MAX_JOB_BYTES ({MAX_BYTES})"
+
+
+#: The documented destination normalisation (README, "destination format").
+_FORMATTING = re.compile(r"[+ \-.()]")
+
+
+@pytest.mark.parametrize(("case", "message"), VALID, ids=[c for c, _ in VALID])
+def test_a_valid_entry_is_the_job_that_was_given(case: str, message: dict[str, Any]) -> None:
+    """What the worker sends is what the producer was given, field for field, normalised only
+    as documented; on the stream of its own channel, under its own jobId."""
+    channel = message.get("channelType", "FLASHCALL_CONVERSION")
+    job_id = "job-" + re.sub(r"[^!-~]", "_", case)
+    raw = orjson.dumps({"jobId": job_id, "message": message})
+    parsed = parse_entry(HeldEntry("7-1", 1, raw), channel, VECTORS_CTX, MAX_BYTES)
+    assert parsed.problem is None
+    assert parsed.job is not None
+    expected = dict(message)
+    if "destination" in message:
+        expected["destination"] = _FORMATTING.sub("", message["destination"])
+    assert (parsed.job_id, to_api_json(parsed.job.message)) == (job_id, expected)
+    other = "SMS" if channel != "SMS" else "FLASHCALL"
+    wrong = parse_entry(HeldEntry("7-1", 1, raw), other, VECTORS_CTX, MAX_BYTES)
+    assert wrong.job is None
+    assert wrong.problem == f"a {channel} job on the {other} stream"
