@@ -175,3 +175,15 @@ def test_a_batch_acknowledges_only_entries_it_still_holds(
     report = ledger.finish(CHANNEL, "b-1", [Finished(entry, "j")])
     assert report.acknowledged == 0
     assert pending(redis_client, keys) == {entry: "r-2"}
+
+
+def test_a_claim_left_by_a_dead_batch_does_not_stop_the_outcome(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    """The ledger shows a claim of a batch that died (its lease is gone), as Redis restored
+    from an older AOF may: the job was sent by this batch, so its outcome is published."""
+    [entry] = running(redis_client, keys, own, "b-1", '{"jobId": "j"}')
+    redis_client.set(keys.ledger("j"), "inflight:b-dead")
+    report = ledger.finish(CHANNEL, "b-1", [Finished(entry, "j", "accepted:u", outcome("j"))])
+    assert (report.published, report.taken, report.acknowledged) == (1, 0, 1)
+    assert redis_client.get(keys.ledger("j")) == b"accepted:u"
