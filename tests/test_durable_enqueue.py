@@ -15,10 +15,11 @@ import redis
 
 from devenv.redis_server import RedisServer
 from tasks.keys import Keys
-from tasks.producer import Durability, Enqueued, NotDurableError, Producer
+from tasks.producer import Durability, Enqueued, NotDurableError, Producer, Refused
 from tests.contract_cases import BASE
 
 JOB = {"jobId": "durable-1", "message": BASE["SMS"]}
+OTHER = {"jobId": "durable-2", "message": BASE["SMS"]}
 
 
 def valkey_binary() -> str:
@@ -39,26 +40,45 @@ def test_local_durability_waits_for_the_fsync(aof_server: RedisServer) -> None:
         enqueued = producer.enqueue(JOB)
         assert enqueued.jobId == "durable-1"
         assert client.xlen(Keys("d").jobs("SMS")) == 1
-        [result] = producer.enqueue_many([JOB])
-        assert isinstance(result, Enqueued)
-        assert result.jobId == "durable-1"
+        results = producer.enqueue_many([JOB, OTHER, {"jobId": "bad id", "message": {}}])
+        assert [(type(r), r.index) for r in results] == [(Enqueued, 0), (Enqueued, 1), (Refused, 2)]
+        assert [r.jobId for r in results if isinstance(r, Enqueued)] == ["durable-1", "durable-2"]
+        assert client.xlen(Keys("d").jobs("SMS")) == 3
+        assert producer.enqueue_wire([]) == []  # nothing written: nothing to wait for
 
 
 def test_missing_replicas_raise_but_the_jobs_are_written(aof_server: RedisServer) -> None:
     with aof_server.client() as client:
         wanted = Durability(local=True, replicas=1, timeout_ms=200)
         producer = Producer(client, Keys("d"), durability=wanted)
-        with pytest.raises(NotDurableError, match="on 0 of 1 replica") as raised:
-            producer.enqueue(JOB)
-        assert [e.jobId for e in raised.value.enqueued] == ["durable-1"]
-        assert client.xlen(Keys("d").jobs("SMS")) == 1
+        with pytest.raises(NotDurableError) as raised:
+            producer.enqueue_many([JOB, OTHER])
+        assert str(raised.value) == (
+            "jobs written but not durable within 200 ms: fsynced locally True, on 0 of 1 replica(s)"
+        )
+        assert [e.jobId for e in raised.value.enqueued] == ["durable-1", "durable-2"]
+        assert client.xlen(Keys("d").jobs("SMS")) == 2
 
 
-def test_local_durability_without_an_aof_is_refused_clearly() -> None:
+def test_durability_a_server_without_an_aof_can_or_cannot_give() -> None:
+    """Without an AOF, `local` is refused clearly (README "Durability"), replicas are
+    counted (none here), and asking for neither waits for nothing."""
     with RedisServer(binary=valkey_binary()) as server, server.client() as client:
         producer = Producer(client, Keys("d"), durability=Durability(local=True))
-        with pytest.raises(NotDurableError, match="appendonly"):
+        with pytest.raises(NotDurableError) as raised:
             producer.enqueue(JOB)
+        assert str(raised.value) == (
+            "jobs written, durability unknown: WAITAOF cannot be used when numlocal is set "
+            "but appendonly is disabled."
+        )
+        assert [e.jobId for e in raised.value.enqueued] == ["durable-1"]
+        replicas = Durability(local=False, replicas=1, timeout_ms=100)
+        with pytest.raises(NotDurableError) as raised:
+            Producer(client, Keys("d"), durability=replicas).enqueue(OTHER)
+        assert str(raised.value).endswith("fsynced locally False, on 0 of 1 replica(s)")
+        neither = Producer(client, Keys("d"), durability=Durability(local=False))
+        assert neither.enqueue(JOB).jobId == "durable-1"
+        assert client.xlen(Keys("d").jobs("SMS")) == 3
 
 
 def test_a_server_older_than_7_2_is_named(redis_client: redis.Redis, keys: Keys) -> None:
@@ -66,5 +86,10 @@ def test_a_server_older_than_7_2_is_named(redis_client: redis.Redis, keys: Keys)
     if tuple(int(p) for p in version.split(".")[:2]) >= (7, 2):
         pytest.skip(f"this Redis ({version}) has WAITAOF")
     producer = Producer(redis_client, keys, durability=Durability(local=True))
-    with pytest.raises(NotDurableError, match=r"needs Redis >= 7\.2 \(WAITAOF\); this one is 7"):
+    with pytest.raises(NotDurableError) as raised:
         producer.enqueue(JOB)
+    assert str(raised.value) == (
+        "jobs written, durability unknown: "
+        f"DURABLE_ENQUEUE needs Redis >= 7.2 (WAITAOF); this one is {version}"
+    )
+    assert [e.jobId for e in raised.value.enqueued] == ["durable-1"]

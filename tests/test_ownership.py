@@ -3,16 +3,27 @@ its successes, since the promise rests on what they refuse."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from config import Settings
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
+from worker import ownership as ownership_module
 from worker.batch import isolate
 from worker.ledger import Finished, Ledger
-from worker.ownership import Lease, LeaseKeeper, LeaseTimes, Ownership
+from worker.ownership import (
+    Lease,
+    LeaseKeeper,
+    LeaseTimes,
+    Ownership,
+    new_batch_id,
+    waiting_holder,
+)
 
 LEASE_MS = 1000
 CHANNEL = "SMS"
@@ -353,3 +364,237 @@ def test_a_batch_whose_lease_is_not_renewed_in_time_is_told_to_stop(
         time.sleep(0.02)
     keeper.remove("b-1")
     assert not keeper.current("b-1")
+
+
+def test_holder_names_say_what_holds_the_entries() -> None:
+    """reclaim.lua counts no delivery for a `w-` holder's entries: a batch is `b-{uuid}`, and
+    what it leaves unsent waits under `w-{the same uuid}`; no two batches share a name."""
+    batch = new_batch_id()
+    assert batch.startswith("b-")
+    assert len(batch) == 34
+    assert waiting_holder(batch) == "w-" + batch.removeprefix("b-")
+    assert new_batch_id() != batch
+
+
+def test_lease_times_per_lane() -> None:
+    """Codes (the OTP channels) are taken over sooner than campaigns: each lane's lease."""
+    settings = Settings.model_validate({"lease_ms": 30_000, "otp_lease_ms": 2_000})
+    times = LeaseTimes.from_settings(settings)
+    assert times == LeaseTimes(bulk_ms=30_000, otp_ms=2_000)
+    lanes = {c: times.of(c) for c in ["SMS", "WHATSAPP", "FLASHCALL", "VOICECODE"]}
+    assert lanes == {"SMS": 30_000, "WHATSAPP": 30_000, "FLASHCALL": 2_000, "VOICECODE": 2_000}
+    assert times.of("FLASHCALL_CONVERSION") == 2_000
+    assert (times.shortest_ms, times.longest_ms) == (2_000, 30_000)
+
+
+def test_every_lease_lives_its_lanes_time(redis_client: redis.Redis, keys: Keys) -> None:
+    """A queued, running or waiting batch of codes lapses after OTP_LEASE_MS, one of a
+    campaign after LEASE_MS; a reader after the time its batcher gives."""
+    own = Ownership(redis_client, keys, LeaseTimes(bulk_ms=30_000, otp_ms=2_000))
+    for channel in ["SMS", "FLASHCALL"]:
+        redis_client.xgroup_create(keys.jobs(channel), CONSUMER_GROUP, id="0", mkstream=True)
+    own.new_reader("r-1", 5_000)
+    assert 4_000 < redis_client.pttl(keys.lease("r-1")) <= 5_000
+    expected = {"SMS": (2_000, 30_000), "FLASHCALL": (0, 2_000)}
+    for channel, (low, high) in expected.items():
+        ids = [as_text(redis_client.xadd(keys.jobs(channel), {"job": "{}"})) for _ in range(2)]
+        redis_client.xreadgroup(CONSUMER_GROUP, "r-1", {keys.jobs(channel): ">"})
+        batch = f"b-{channel}"
+        assert own.hand_over(channel, "r-1", batch, ids)
+        assert redis_client.get(keys.lease(batch)) == b"queued"
+        assert low < redis_client.pttl(keys.lease(batch)) <= high, channel
+        redis_client.pexpire(keys.lease(batch), 60_000)
+        assert own.start(channel, batch) is not None
+        assert low < redis_client.pttl(keys.lease(batch)) <= high, channel
+        own.set_aside(channel, batch, ids[1:])
+        waiting = f"w-{channel}"
+        assert holders_of(redis_client, keys, channel)[waiting] == 1
+        assert redis_client.get(keys.lease(waiting)) == b"waiting"
+        assert low < redis_client.pttl(keys.lease(waiting)) <= high, channel
+
+
+def holders_of(client: redis.Redis, keys: Keys, channel: str) -> dict[str, int]:
+    consumers: Any = client.xinfo_consumers(keys.jobs(channel), CONSUMER_GROUP)
+    return {as_text(c["name"]): int(c["pending"]) for c in consumers}
+
+
+def test_a_live_reader_whose_entries_were_deleted_is_not_lost(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    """Nothing to move is no sign of a lapsed lease: the batcher would drop its reader."""
+    [entry] = enqueue(redis_client, keys, "{}")
+    own.new_reader("r-1", LEASE_MS)
+    read(redis_client, keys, "r-1")
+    redis_client.xdel(keys.jobs(CHANNEL), entry)
+    assert own.hand_over(CHANNEL, "r-1", "b-1", [entry])
+    assert redis_client.get(keys.lease("b-1")) == b"queued"
+
+
+def test_a_reader_never_finds_itself_dead(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    """Its own lease may have just lapsed: it must not take over its own entries."""
+    enqueue(redis_client, keys, "{}")
+    read(redis_client, keys, "r-1")  # r-1 holds an entry and has no lease
+    assert own.dead_holders(CHANNEL, exclude="r-1") == []
+    assert own.dead_holders(CHANNEL, exclude="r-2") == ["r-1"]
+    assert own.renew({}) == {}
+
+
+class Clock:
+    """Stands in for the `time` module of worker.ownership: the test sets the monotonic
+    clock, and the renewal thread takes a beat only when the test lets it. Threads that were
+    running before (other tests' keepers) keep the real clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.naps: list[float] = []  # what the thread asked to sleep, one per beat
+        self._go = threading.Semaphore(0)
+        self._beats = 0
+        self._closed = False
+        here = threading.current_thread()
+        self._others = {t for t in threading.enumerate() if t is not here}
+
+    def monotonic(self) -> float:
+        if threading.current_thread() in self._others:
+            return time.monotonic()
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if threading.current_thread() in self._others:
+            time.sleep(seconds)
+            return
+        self.naps.append(seconds)
+        self._go.acquire()
+        while self._closed:  # the test is over: the (daemon) thread renews nothing more
+            self._go.acquire()
+
+    def beat(self) -> None:
+        """Let the thread run one beat, and wait until it is asleep again."""
+        self._wait_asleep()
+        self._beats += 1
+        self._go.release()
+        self._wait_asleep()
+
+    def _wait_asleep(self) -> None:
+        deadline = time.monotonic() + 5
+        while len(self.naps) < self._beats + 1:
+            assert time.monotonic() < deadline, "the renewal thread is not asleep"
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self._closed = True
+        self._go.release()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    fake = Clock()
+    monkeypatch.setattr(ownership_module, "time", fake)
+    yield fake
+    fake.close()
+
+
+def running_batch(
+    client: redis.Redis, keys: Keys, own: Ownership, channel: str, batch: str
+) -> None:
+    """A started batch of one entry on `channel`, its lease set far longer than its lane's."""
+    client.xgroup_create(keys.jobs(channel), CONSUMER_GROUP, id="0", mkstream=True)
+    entry = as_text(client.xadd(keys.jobs(channel), {"job": "{}"}))
+    own.new_reader("r-1", 60_000)
+    client.xreadgroup(CONSUMER_GROUP, "r-1", {keys.jobs(channel): ">"})
+    assert own.hand_over(channel, "r-1", batch, [entry])
+    assert own.start(channel, batch) is not None
+    client.pexpire(keys.lease(batch), 60_000)
+
+
+def test_the_keeper_renews_running_leases_with_their_lanes_time(
+    redis_client: redis.Redis, keys: Keys, clock: Clock
+) -> None:
+    """Every third of the shortest lease, each added batch's `running` lease is set to its
+    channel's lease time; a removed batch's is left alone."""
+    own = Ownership(redis_client, keys, LeaseTimes(bulk_ms=30_000, otp_ms=1_500))
+    running_batch(redis_client, keys, own, "SMS", "b-sms")
+    running_batch(redis_client, keys, own, "FLASHCALL", "b-code")
+    keeper = LeaseKeeper(own)
+    keeper.add("SMS", "b-sms")
+    keeper.add("FLASHCALL", "b-code")
+    lease_threads = [t for t in threading.enumerate() if t.name == "lease"]
+    assert lease_threads
+    assert all(t.daemon for t in lease_threads)  # it never holds up a worker's exit
+    clock.beat()
+    assert clock.naps[0] == 0.5  # a third of 1,500 ms
+    assert 20_000 < redis_client.pttl(keys.lease("b-sms")) <= 30_000
+    assert 0 < redis_client.pttl(keys.lease("b-code")) <= 1_500
+    assert redis_client.get(keys.lease("b-code")) == b"running"
+
+    keeper.remove("b-sms")
+    keeper.remove("b-sms")  # a failed batch removes itself twice (worker/batch.py)
+    assert not keeper.current("b-sms")
+    redis_client.pexpire(keys.lease("b-sms"), 60_000)
+    redis_client.pexpire(keys.lease("b-code"), 60_000)
+    clock.beat()
+    assert redis_client.pttl(keys.lease("b-code")) <= 1_500  # the beat renewed b-code...
+    assert redis_client.pttl(keys.lease("b-sms")) > 50_000  # ...and not b-sms any more
+
+
+def test_the_keeper_knows_how_long_a_lease_is_held(
+    redis_client: redis.Redis, keys: Keys, clock: Clock
+) -> None:
+    """`current` holds for two thirds of a lease after the last renewal Redis confirmed
+    (counted from when it was asked), and not after one Redis refused."""
+    own = Ownership(redis_client, keys, LeaseTimes(bulk_ms=3_000, otp_ms=3_000))
+    running_batch(redis_client, keys, own, CHANNEL, "b-1")
+    keeper = LeaseKeeper(own)
+    keeper.add(CHANNEL, "b-1")  # at 1000.0: held for 2 s
+    clock.now = 1001.9999
+    assert keeper.current("b-1")
+    clock.now = 1002.0
+    assert not keeper.current("b-1")
+    clock.now = 1001.5
+    clock.beat()  # renewed at 1001.5
+    clock.now = 1003.4999
+    assert keeper.current("b-1")
+    clock.now = 1003.5
+    assert not keeper.current("b-1")
+    redis_client.delete(keys.lease("b-1"))
+    own.new_reader("r-2", 60_000)
+    assert own.reclaim(CHANNEL, "b-1", "r-2", 10)  # taken over: renewals fail from now on
+    clock.now = 1003.0
+    clock.beat()
+    clock.now = 1004.9
+    assert not keeper.current("b-1")  # still counted from 1001.5
+    assert not redis_client.exists(keys.lease("b-1"))
+
+
+def test_the_keeper_revives_a_lease_redis_lost_and_outlives_errors_and_idle_beats(
+    redis_client: redis.Redis, keys: Keys, clock: Clock
+) -> None:
+    """A lease gone while its batch still holds its entries (Redis restarted) is set again
+    with its lane's time; a failed renewal, or a beat with no batch, stops no renewal."""
+    real = Ownership(redis_client, keys, LeaseTimes(bulk_ms=30_000, otp_ms=1_500))
+    failures = [redis.ConnectionError("Redis is restarting")]
+
+    class Flaky(Ownership):
+        def renew(self, leases: dict[str, Lease]) -> dict[str, bool]:
+            if failures:
+                raise failures.pop()
+            return super().renew(leases)
+
+    own = Flaky(redis_client, keys, real.leases)
+    keeper = LeaseKeeper(own)
+    keeper.add(CHANNEL, "b-idle")
+    keeper.remove("b-idle")
+    clock.beat()  # nothing to renew
+    running_batch(redis_client, keys, own, "FLASHCALL", "b-1")
+    keeper.add("FLASHCALL", "b-1")
+    redis_client.delete(keys.lease("b-1"))
+    clock.now = 1000.5
+    clock.beat()  # the renewal fails
+    assert not redis_client.exists(keys.lease("b-1"))
+    clock.now = 1001.0
+    clock.beat()
+    assert redis_client.get(keys.lease("b-1")) == b"running"
+    assert 0 < redis_client.pttl(keys.lease("b-1")) <= 1_500
+    clock.now = 1001.9
+    assert keeper.current("b-1")  # held again from 1001.0

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from config import get_settings
-from tasks.contract import ContractContext
+from config import Settings, get_settings
+from devenv.redis_server import RedisServer
+from tasks import producer as producer_module
+from tasks.contract import ContractContext, FieldError
 from tasks.jobs import InvalidJobError, Job, parse_job
 from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys
-from tasks.producer import Enqueued, Producer, Refused, WriteError
+from tasks.producer import Durability, Enqueued, EnqueueResult, Producer, Refused, WriteError
 from tests.contract_cases import BASE, NOW, variant
 
 
@@ -171,3 +176,177 @@ def test_a_partial_pipeline_says_which_jobs_landed(
     assert "WRONGTYPE" in str(caught.value)
     assert [(e.index, e.channel) for e in caught.value.enqueued] == [(0, "SMS"), (2, "SMS")]
     assert redis_client.xlen(keys.jobs("SMS")) == 2
+
+
+def raw_entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each entry as any consumer sees it: its id and its fields, the `job` field's JSON
+    decoded by the standard library (not by the code under test)."""
+    entries: Any = client.xrange(stream)
+    out = []
+    for entry_id, fields in entries:
+        assert set(fields) == {b"job"}, "one field per entry, named `job`"
+        out.append((entry_id.decode(), json.loads(fields[b"job"].decode("utf-8"))))
+    return out
+
+
+def test_what_lands_is_the_documented_wire_format(
+    producer: Producer, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """README "Wire format": one stream per channel, `{prefix}:jobs:{CHANNEL}`, one entry per
+    job with a single field `job` holding the job as JSON; the destination normalised, and a
+    UUID for a jobId when the caller gives none."""
+    readme = {"channelType": "SMS", "senderName": "SENDER", "destination": "14085553911"}
+    given = {**readme, "destination": "+1 (408) 555-3911", "content": "Hello"}
+    first = producer.enqueue({"jobId": "c1", "message": given})
+    second = producer.enqueue(given)
+    code = producer.enqueue(parse_job({"jobId": "otp-9", "message": BASE["FLASHCALL"]}))
+
+    written = sorted(redis_client.scan_iter(match=f"{keys.prefix}:*"))
+    assert written == [f"{keys.prefix}:jobs:{c}".encode() for c in ["FLASHCALL", "SMS"]]
+    sms = raw_entries(redis_client, f"{keys.prefix}:jobs:SMS")
+    assert sms == [
+        (first.entryId, {"jobId": "c1", "message": {**readme, "content": "Hello"}}),
+        (second.entryId, {"jobId": second.jobId, "message": {**readme, "content": "Hello"}}),
+    ]
+    assert uuid.UUID(second.jobId).version == 4
+    assert (first.jobId, first.channel, second.channel) == ("c1", "SMS", "SMS")
+    flashcall = raw_entries(redis_client, f"{keys.prefix}:jobs:FLASHCALL")
+    assert flashcall == [(code.entryId, {"jobId": "otp-9", "message": BASE["FLASHCALL"]})]
+    assert (code.jobId, code.channel) == ("otp-9", "FLASHCALL")
+
+
+def test_jobs_are_validated_with_the_producers_context(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """FLASHCALL_CODE_MAX_DIGITS (4 unless support raised it) as the producer is told."""
+    six_digits = variant("FLASHCALL", content="123456")
+    with pytest.raises(InvalidJobError, match="content"):
+        Producer(redis_client, keys).enqueue(six_digits)
+    context = ContractContext(now=NOW, flashcall_code_max_digits=6)
+    producer = Producer(redis_client, keys, context=context)
+    assert producer.enqueue(six_digits).channel == "FLASHCALL"
+    [result] = producer.enqueue_many([six_digits])
+    assert isinstance(result, Enqueued)
+    assert redis_client.xlen(keys.jobs("FLASHCALL")) == 2
+
+
+def test_a_job_of_exactly_max_job_bytes_is_written(redis_client: redis.Redis, keys: Keys) -> None:
+    """The limit is inclusive, as the worker's: a job the worker reads is never refused."""
+    job = parse_job({"jobId": "edge", "message": BASE["SMS"]})
+    size = len(job.to_wire().encode())
+    assert Producer(redis_client, keys, max_job_bytes=size).enqueue(job).jobId == "edge"
+    with pytest.raises(InvalidJobError, match=f"is {size} bytes as JSON"):
+        Producer(redis_client, keys, max_job_bytes=size - 1).enqueue(job)
+    assert redis_client.xlen(keys.jobs("SMS")) == 1
+
+
+def test_an_unvalidated_job_that_is_not_utf8_is_refused_not_a_crash(
+    producer: Producer, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """A Job built without validation (`model_construct`) may hold a lone surrogate, which no
+    stream entry can carry: it is refused like an invalid job, and nothing is written."""
+    message = parse_job(BASE["SMS"]).message
+    broken = Job.model_construct(jobId="bad-\ud83d", message=message)
+    with pytest.raises(InvalidJobError) as caught:
+        producer.enqueue(broken)
+    assert caught.value.errors == [
+        FieldError("job", "holds text that cannot be UTF-8 (a lone surrogate)")
+    ]
+    assert redis_client.exists(keys.jobs("SMS")) == 0
+
+
+def test_chunks_land_in_turn_and_a_refusal_keeps_the_input_indexes(
+    producer: Producer, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """Pipelined by `chunk_size` (3 here): the first chunk's results come before the second
+    is written, and a WriteError in a later chunk names what landed by input index."""
+    assert Producer(redis_client, keys).chunk_size == 1000
+    redis_client.set(keys.jobs("FLASHCALL"), "not a stream")
+    items: list[dict[str, Any]] = [
+        {"jobId": "a0", "message": BASE["SMS"]},
+        {"jobId": "a1", "message": BASE["SMS"]},
+        {"jobId": "a2", "message": BASE["SMS"]},
+        variant("SMS", ttl=5),  # invalid
+        {"jobId": "b4", "message": BASE["FLASHCALL"]},  # refused by Redis
+        {"jobId": "b5", "message": BASE["SMS"]},
+    ]
+    results: list[EnqueueResult] = []
+    with pytest.raises(WriteError) as caught:
+        results.extend(producer.iter_enqueue(items))
+    sms = raw_entries(redis_client, keys.jobs("SMS"))
+    assert [(r.index, r.jobId, r.entryId) for r in results if isinstance(r, Enqueued)] == [
+        (0, "a0", sms[0][0]),
+        (1, "a1", sms[1][0]),
+        (2, "a2", sms[2][0]),
+    ]
+    assert len(results) == 3  # the second chunk's refusal comes as the error
+    assert caught.value.enqueued == [Enqueued(5, "b5", "SMS", sms[3][0])]
+    assert isinstance(caught.value.error, redis.ResponseError)
+    assert "WRONGTYPE" in str(caught.value.error)
+    assert [job["jobId"] for _, job in sms] == ["a0", "a1", "a2", "b5"]
+
+
+@pytest.fixture
+def full_redis() -> Iterator[redis.Redis]:
+    """A Redis of its own at `maxmemory` with noeviction, as the README asks to run it: it
+    refuses writes with OOM once full."""
+    with RedisServer({"maxmemory-policy": "noeviction"}) as server, server.client() as client:
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used + 256 * 1024)
+        yield client
+
+
+def test_a_full_redis_refuses_midway_and_the_error_lists_what_landed(
+    full_redis: redis.Redis,
+) -> None:
+    """README failure table: Redis at maxmemory (noeviction) — "The producer gets the refusal
+    (`WriteError` lists what landed)": exactly the entries on the stream, by input index."""
+    keys = Keys("full")
+    producer = Producer(full_redis, keys, chunk_size=50, durability=None)
+    items = [
+        {"jobId": f"j{i}", "message": variant("SMS", content=f"{i} " + "x" * 1500)}
+        for i in range(400)
+    ]
+    items[1] = variant("SMS", ttl=5)  # invalid: refused, never written
+    landed: list[EnqueueResult] = []
+    with pytest.raises(WriteError) as caught:
+        landed.extend(producer.iter_enqueue(items))
+    assert isinstance(caught.value.error, redis.exceptions.OutOfMemoryError)
+    written = [r for r in landed if isinstance(r, Enqueued)] + caught.value.enqueued
+    on_stream = raw_entries(full_redis, keys.jobs("SMS"))
+    assert 0 < len(on_stream) < len(items) - 1
+    assert [(e.entryId, e.jobId) for e in written] == [(i, j["jobId"]) for i, j in on_stream]
+    assert [e.index for e in written] == [0, *range(2, len(written) + 1)]
+    assert [e.jobId for e in written] == [f"j{e.index}" for e in written]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("none", None),
+        ("local", Durability(local=True, replicas=0, timeout_ms=1234)),
+        ("replicas", Durability(local=False, replicas=2, timeout_ms=1234)),
+        ("both", Durability(local=True, replicas=2, timeout_ms=1234)),
+    ],
+)
+def test_durable_enqueue_modes(mode: str, expected: Durability | None) -> None:
+    """DURABLE_ENQUEUE: `local` waits for the AOF fsync, `replicas` for DURABLE_REPLICAS
+    replicas, `both` for both, each within DURABLE_TIMEOUT_MS."""
+    settings = Settings.model_validate(
+        {"durable_enqueue": mode, "durable_replicas": 2, "durable_timeout_ms": 1234}
+    )
+    assert Durability.from_settings(settings) == expected
+
+
+def test_a_producer_takes_durability_from_the_settings_unless_told(
+    redis_client: redis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DURABLE_ENQUEUE (and MAX_JOB_BYTES) of the process's settings are the defaults."""
+    settings = Settings.model_validate(
+        {"durable_enqueue": "replicas", "durable_replicas": 3, "durable_timeout_ms": 250}
+    )
+    monkeypatch.setattr(producer_module, "get_settings", lambda: settings)
+    assert Producer(redis_client, keys).durability == Durability(False, 3, 250)
+    assert Producer(redis_client, keys, durability=None).durability is None
+    wanted = Durability(local=True)
+    assert Producer(redis_client, keys, durability=wanted).durability is wanted
