@@ -197,7 +197,8 @@ class Batcher:
         if not readable:
             self._stopping.wait(0.01)
             return
-        wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in self._buffers.values())])
+        # A buffer whose queue is full cannot be cut however due it is: it sets no deadline.
+        wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in readable)])
         self._read(now, readable, block_ms=max(1, int(wait_s * 1000)))
 
     def _read(self, now: float, buffers: list[Buffer], block_ms: int) -> None:
