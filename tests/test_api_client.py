@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from config import Settings
-from worker.api_client import ApiClient, retry_after_seconds
+from worker.api_client import Answer, ApiClient, retry_after_seconds
 from worker.delivery import Sending, deliver
 
 TOKEN = "very-secret-token"
@@ -40,16 +40,16 @@ def test_retries_are_logged_without_the_token(caplog: pytest.LogCaptureFixture) 
             httpx.Response(200, json={"errors": False, "items": []}),
         ]
     )
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers["Authorization"])
+        seen.append((request.headers["Authorization"], request.headers["Content-Type"]))
         return next(answers)
 
     with caplog.at_level(logging.WARNING):
         answer = client(handler).post("/api/v1/message", [{}], "SMS")
     assert (answer.status, answer.attempts) == (200, 2)
-    assert seen == [f"Basic {TOKEN}"] * 2
+    assert seen == [(f"Basic {TOKEN}", "application/json")] * 2
     assert "retrying POST /api/v1/message (SMS, 1 items) after HTTP 503" in caplog.text
     assert TOKEN not in caplog.text
 
@@ -81,6 +81,8 @@ def test_retry_after_forms() -> None:
     assert 28 <= (retry_after_seconds(later) or 0) <= 30
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+    earlier = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
+    assert retry_after_seconds(earlier) == 0.0  # a date gone by: retry at once
 
 
 def split_server(
@@ -129,7 +131,7 @@ def test_one_deadline_covers_every_422_half() -> None:
     how = Sending("/api/v1/message", "SMS", deadline=time.monotonic() + 0.2)
     results, stats = deliver(client(handler), how, [{"destination": str(i)} for i in range(8)])
     assert requests == [8]  # the halves would have started after the deadline
-    assert {r.status for r in results} == {"failed"}
+    assert {(r.status, r.attempts) for r in results} == {("failed", 1)}
     assert all(
         r.error == (None, "the batch's deadline (RETRY_MAX_SECONDS) passed") for r in results
     )
@@ -144,5 +146,5 @@ def test_a_batch_that_may_have_lost_its_entries_sends_nothing() -> None:
         return httpx.Response(200, json={"errors": False, "items": [{"code": 201}]})
 
     answer = client(handler).post("/api/v1/message", [{}], "SMS", still_held=lambda: False)
-    assert answer.paused
+    assert answer == Answer(None, None, 0, "the batch's lease is in doubt", paused=True)
     assert calls == []

@@ -113,9 +113,15 @@ def _classify(answer: Answer, size: int) -> list[ItemResult]:
 
 
 def _item(item: Any) -> ItemResult:
-    if not isinstance(item, dict):
-        return ItemResult("failed", error=(None, f"unreadable item {item!r}"))
-    code = item.get("code")
-    if code == 201 and isinstance(item.get("messageUuid"), str):
-        return ItemResult("accepted", message_uuid=item["messageUuid"], code=201)
-    return ItemResult("rejected", code=code, error=(code, f"item refused with code {code}"))
+    """One item of a 200: accepted (201 with its messageUuid) or refused with its own code;
+    anything else is an answer the docs do not list, so `failed` (dead-lettered, replayable)."""
+    code = item.get("code") if isinstance(item, dict) else None
+    if type(code) is not int:  # not an object, no code, or a code that is no integer
+        return ItemResult("failed", error=(None, f"unreadable item {repr(item)[:200]}"))
+    if code != 201:
+        return ItemResult("rejected", code=code, error=(code, f"item refused with code {code}"))
+    if not isinstance(item.get("messageUuid"), str):
+        return ItemResult(
+            "failed", error=(None, f"a 201 item without messageUuid: {repr(item)[:200]}")
+        )
+    return ItemResult("accepted", message_uuid=item["messageUuid"], code=201)
