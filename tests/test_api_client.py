@@ -131,7 +131,8 @@ def test_one_deadline_covers_every_422_half() -> None:
     how = Sending("/api/v1/message", "SMS", deadline=time.monotonic() + 0.2)
     results, stats = deliver(client(handler), how, [{"destination": str(i)} for i in range(8)])
     assert requests == [8]  # the halves would have started after the deadline
-    assert {(r.status, r.attempts) for r in results} == {("failed", 1)}
+    # failed, with the one response they had: the 422 (httpStatus is the last response's)
+    assert {(r.status, r.attempts, r.http_status) for r in results} == {("failed", 1, 422)}
     assert all(
         r.error == (None, "the batch's deadline (RETRY_MAX_SECONDS) passed") for r in results
     )

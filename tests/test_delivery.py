@@ -398,8 +398,8 @@ def test_a_probe_sends_one_request_and_its_halves_follow_the_circuit(
 
     how = sending(circuit=circuit, probe=True, still_held=still_held)
     results, delivery = deliver(ApiClient(config), how, batch(4))
-    # The halves' last answer is no answer: nothing was sent.
-    assert [(r.status, r.attempts, r.http_status) for r in results] == [("returned", 1, None)] * 4
+    # Nothing more was sent: the last response any of them had is the probe's 422.
+    assert [(r.status, r.attempts, r.http_status) for r in results] == [("returned", 1, 422)] * 4
     assert (delivery.requests, delivery.splits) == (1, 1)
     assert stats(sandbox)["requestsByStatus"] == {"422": 1}
 
@@ -421,7 +421,7 @@ def test_a_batch_no_longer_held_stops_sending(sandbox_url: str, sandbox: httpx.C
     set_faults(sandbox, rejectDestinations="0001$")
     how = sending(still_held=lambda: stats(sandbox)["requests"] == 0)
     results, delivery = deliver(ApiClient(settings(sandbox_url)), how, batch(4))
-    assert [(r.status, r.attempts, r.http_status) for r in results] == [("returned", 1, None)] * 4
+    assert [(r.status, r.attempts, r.http_status) for r in results] == [("returned", 1, 422)] * 4
     assert (delivery.requests, delivery.splits) == (1, 1)
     assert stats(sandbox)["requests"] == 1
 

@@ -333,13 +333,12 @@ def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
 
 
 def _dead_letter(p: Parsed) -> str:
-    """What `replay` puts back on the stream: the job as it was enqueued (the validated job
-    when its raw form is not text, which only a poison entry can be)."""
-    raw = p.entry.raw or b""
+    """What `replay` puts back on the stream: the job as it was enqueued. A given-up entry
+    whose job is not UTF-8 text has nothing to replay: its `failed` outcome is all there is."""
     try:
-        return raw.decode("utf-8")
+        return (p.entry.raw or b"").decode("utf-8")
     except UnicodeDecodeError:
-        return p.job.to_wire() if p.job else ""
+        return ""
 
 
 #: Redis answers that pass: unreachable or restarting (loading), full (maxmemory with

@@ -81,7 +81,8 @@ class _Delivery:
         self.stats.requests += answer.attempts
         for i in slots:
             self.results[i].attempts += answer.attempts
-            self.results[i].http_status = answer.status
+            if answer.status is not None:  # the last response, not a request never answered
+                self.results[i].http_status = answer.status
         if answer.status == 422 and len(slots) > 1:
             self.stats.splits += 1
             half = len(slots) // 2
