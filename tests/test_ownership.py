@@ -598,3 +598,13 @@ def test_the_keeper_revives_a_lease_redis_lost_and_outlives_errors_and_idle_beat
     assert 0 < redis_client.pttl(keys.lease("b-1")) <= 1_500
     clock.now = 1001.9
     assert keeper.current("b-1")  # held again from 1001.0
+
+
+def test_the_keeper_forgets_each_batch_it_is_told_to(redis_client: redis.Redis, keys: Keys) -> None:
+    """A pod runs for months: a batch removed must leave nothing behind in the keeper."""
+    keeper = LeaseKeeper(Ownership(redis_client, keys, LeaseTimes(60_000, 60_000)))
+    for n in range(100):
+        keeper.add(CHANNEL, f"b-{n}")
+        keeper.remove(f"b-{n}")
+        keeper.remove(f"b-{n}")  # the batch flow may remove twice (its except and finally)
+    assert (keeper._live, keeper._held_at) == ({}, {})

@@ -247,7 +247,6 @@ def _log_retry(state: RetryCallState, endpoint: str, label: str, size: int) -> N
         kind = str(outcome.result().status_code)
         reason = f"HTTP {kind}"
     metrics.RETRIES.labels(kind).inc()
-    sleep = state.next_action.sleep if state.next_action else 0.0
     log.warning(
         "retrying POST %s (%s, %d items) after %s: attempt %d failed, next in %.2fs",
         endpoint,
@@ -255,7 +254,7 @@ def _log_retry(state: RetryCallState, endpoint: str, label: str, size: int) -> N
         size,
         reason,
         state.attempt_number,
-        sleep,
+        state.upcoming_sleep,
     )
 
 

@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis
@@ -325,7 +324,6 @@ def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
         httpStatus=result.http_status,
         attempts=result.attempts,
         externalMessageId=getattr(message, "externalMessageId", None),
-        finishedAt=datetime.now(UTC),
     )
     state = f"accepted:{result.message_uuid}" if result.status == "accepted" else result.status
     dead = _dead_letter(p) if result.status == "failed" else ""

@@ -199,9 +199,9 @@ class Batcher:
             return
         # A buffer whose queue is full cannot be cut however due it is: it sets no deadline.
         wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in readable)])
-        self._read(now, readable, block_ms=max(1, int(wait_s * 1000)))
+        self._read(readable, block_ms=max(1, int(wait_s * 1000)))
 
-    def _read(self, now: float, buffers: list[Buffer], block_ms: int) -> None:
+    def _read(self, buffers: list[Buffer], block_ms: int) -> None:
         reply: Any = self._redis.xreadgroup(
             CONSUMER_GROUP,
             self.reader,
@@ -254,7 +254,7 @@ class Batcher:
     def _probe(self, now: float) -> bool:
         """Cut one batch to test the API with; False if this batcher has no job to send."""
         if not any(b.entries for b in self._buffers.values()):
-            self._read(now, list(self._buffers.values()), block_ms=1)
+            self._read(list(self._buffers.values()), block_ms=1)
         buffer = next((b for b in self._buffers.values() if b.entries), None)
         if buffer is None:
             return False
