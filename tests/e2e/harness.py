@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,12 +105,26 @@ def wait_until(
         time.sleep(0.05)
 
 
-def read_line(stream: IO[str], deadline: float, what: str) -> str:
-    """The next line a process prints, or a failure at `deadline` (time.monotonic()) instead
-    of a read that blocks for as long as the process stays silent."""
-    ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
-    assert ready, f"{what}: nothing printed in time"
-    return stream.readline()
+class Lines:
+    """The lines a process prints, each waited for until a deadline instead of a read that
+    blocks for as long as the process stays silent. A thread reads the pipe: `select` on
+    it would miss lines already in the text stream's buffer."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put("")  # the end of its output
+
+    def next(self, deadline: float, what: str) -> str:
+        """The next line; "" once the process closed its output."""
+        try:
+            return self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"{what}: nothing printed in time") from None
 
 
 def outcomes(client: redis.Redis, keys: Keys) -> list[Outcome]:

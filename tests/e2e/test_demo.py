@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.e2e.harness import read_line, wait_until
+from tests.e2e.harness import Lines, wait_until
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 
@@ -59,10 +59,10 @@ def test_ctrl_c_stops_everything(redis_url: str) -> None:
         text=True,
     )
     assert demo.stdout is not None
-    output = ""
+    output, lines = "", Lines(demo.stdout)
     deadline = time.monotonic() + 120
     while "Ctrl-C stops it" not in output:
-        line = read_line(demo.stdout, deadline, "the demo's start")
+        line = lines.next(deadline, "the demo's start")
         assert line, output
         output += line
     prefix = re.search(r"keys under (demo-\d+):", output)
