@@ -6,6 +6,7 @@ the field name in upper case.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Self
@@ -13,6 +14,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.api_terms import CALLBACK_EVENTS
 from tasks.channels import CHANNELS
 
 
@@ -26,7 +28,10 @@ class ChannelTuning:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a model validator's error would show every input, the secrets too.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -187,6 +192,77 @@ class Settings(BaseSettings):
         description="Worker processes for bulk batches (`revicom-dispatch worker`).",
     )
 
+    # Delivery tracking: callbacks, their receiver, and polling.
+    callback_url: SecretStr | None = Field(
+        None,
+        description="The receiver's public URL as the API calls it "
+        "(`https://user:password@host/callbacks`); with it every message whose job brings no "
+        "`callbackUrl` asks for callbacks. Secret: it may carry credentials.",
+    )
+    callback_events: str = Field(
+        "sent,delivered",
+        description="Comma-separated callback events asked for with CALLBACK_URL: `delivered` "
+        "(the final status), `sent`, `read`, `price`, `click`.",
+    )
+    callback_username: str | None = Field(
+        None, description="With CALLBACK_PASSWORD: the receiver asks for Basic credentials."
+    )
+    callback_password: SecretStr | None = Field(
+        None, description="The receiver's Basic password. Secret: never logged or printed."
+    )
+    callback_allow_from: str = Field(
+        "",
+        description="Comma-separated networks (CIDR) the receiver takes callbacks from; empty: "
+        "any. The vendor calls back from 185.203.96.7.",
+    )
+    callback_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated networks of proxies in front of the receiver: from them "
+        "(only) `X-Forwarded-For` names the caller.",
+    )
+    callback_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=67_108_864, description="Largest callback body (413 above)."
+    )
+    callback_max_events: int = Field(
+        1000, ge=1, le=100_000, description="Most events in one callback body (413 above)."
+    )
+    callback_park_s: float = Field(
+        600.0,
+        ge=1,
+        le=86_400,
+        description="How long a callback whose messageUuid is not known yet waits for it "
+        "(its job's outcome is being published); then it is dropped and counted unmatched.",
+    )
+    status_poll_after_s: float = Field(
+        900.0,
+        ge=0.1,
+        le=86_400,
+        description="An accepted message without a final status this long after its 201 is "
+        "looked up with GET /api/v1/message; then again with doubling pauses.",
+    )
+    status_poll_max_interval_s: float = Field(
+        3600.0, ge=0.1, le=86_400, description="Longest pause between two lookups of a message."
+    )
+    status_give_up_s: float = Field(
+        90_000.0,
+        ge=1,
+        description="A message still without a final status this long after its 201 gets the "
+        "final status `unknown` (above the API's longest ttl, 86,400 s).",
+    )
+    status_poll_rps: float = Field(
+        5.0,
+        gt=0,
+        le=1000,
+        description="Most lookup requests a second (100 messages each), for all pods together: "
+        "one poller at a time holds a lease.",
+    )
+    statuses_retention_s: float = Field(
+        86_400.0,
+        ge=60,
+        description="Status entries older than this are trimmed from the statuses stream, but "
+        "never ones a consumer group has not read and acknowledged.",
+    )
+
     metrics_port: int = Field(
         9808,
         ge=0,
@@ -246,6 +322,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _callback_settings_agree(self) -> Self:
+        unknown = set(self.callback_event_list) - set(CALLBACK_EVENTS)
+        if unknown or not self.callback_event_list:
+            raise ValueError(
+                f"CALLBACK_EVENTS: {', '.join(sorted(unknown)) or 'empty'}; known events: "
+                + ", ".join(CALLBACK_EVENTS)
+            )
+        if (self.callback_username is None) != (self.callback_password is None):
+            raise ValueError("set both CALLBACK_USERNAME and CALLBACK_PASSWORD, or neither")
+        networks(self.callback_allow_from)
+        networks(self.callback_trusted_proxies)
+        if self.status_give_up_s >= self.ledger_ttl_s:
+            raise ValueError(
+                "STATUS_GIVE_UP_S must be below LEDGER_TTL_S: a message's jobId is forgotten "
+                "then, and a late status could not be matched"
+            )
+        return self
+
+    @property
+    def callback_event_list(self) -> list[str]:
+        return [e.strip() for e in self.callback_events.split(",") if e.strip()]
+
     def tuning(self, channel: str) -> ChannelTuning:
         """Batching of one channel; its settings are `{CHANNEL}_BATCH_SIZE`/`_LINGER_MS`."""
         key = channel.lower()
@@ -260,3 +359,15 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated networks (`10.0.0.0/8, 185.203.96.7`), raising ValueError on a bad one."""
+    found = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                found.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"not a network: {part.strip()!r}") from None
+    return found

@@ -103,3 +103,15 @@ def sandbox_process(
         command, answers_http(f"{url}/api/v1/ping"), log=log, timeout_s=timeout_s, cpus=cpus
     ) as process:
         yield RunningServer(url, process.pid)
+
+
+@contextmanager
+def receiver_process(
+    env: dict[str, str], port: int | None = None, log: Path | None = None
+) -> Iterator[RunningServer]:
+    """Run `revicom-dispatch callbacks` on 127.0.0.1 with the settings in `env`."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [SCRIPT, "callbacks", "--host", "127.0.0.1", "--port", str(port)]
+    with service(command, answers_http(f"{url}/healthz"), env=env, log=log) as process:
+        yield RunningServer(url, process.pid)

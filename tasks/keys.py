@@ -8,6 +8,7 @@ CONSUMER_GROUP = "dispatch"
 SEND_BATCH = "revicom.send_batch"  # the Celery task's name
 JOB_FIELD = "job"
 OUTCOME_FIELD = "outcome"
+STATUS_FIELD = "status"
 
 
 def as_text(value: bytes | str) -> str:
@@ -32,6 +33,34 @@ class Keys:
     def dead(self) -> str:
         """Jobs whose retries ran out, kept for replay."""
         return f"{self.prefix}:dead"
+
+    @property
+    def statuses(self) -> str:
+        """One entry per change of a job's delivery status, field `status` (tasks/tracking)."""
+        return f"{self.prefix}:statuses"
+
+    def message(self, message_uuid: str) -> str:
+        """A hash per accepted message: its jobId and channel (written with the `accepted`
+        outcome), then its status, final flag, price and the events seen."""
+        return f"{self.prefix}:message:{message_uuid}"
+
+    def parked(self, message_uuid: str) -> str:
+        """Callbacks that came before their message's jobId was known, waiting for it."""
+        return f"{self.prefix}:parked:{message_uuid}"
+
+    @property
+    def parked_index(self) -> str:
+        """A sorted set: messageUuids with parked callbacks, by when they expire (ms)."""
+        return f"{self.prefix}:parked"
+
+    @property
+    def tracking(self) -> str:
+        """A sorted set: accepted messages without a final status, by their next lookup (ms)."""
+        return f"{self.prefix}:tracking"
+
+    def track(self, job_id: str) -> str:
+        """A list per jobId: its outcome, then its status entries (`revicom-dispatch track`)."""
+        return f"{self.prefix}:track:{job_id}"
 
     def ledger(self, job_id: str) -> str:
         """A jobId's state: `inflight:{batch}`, then its final status (see worker/ledger.py)."""

@@ -1,10 +1,4 @@
-"""Reading outcomes back: the Python side of `revicom-dispatch results`.
-
-Without a group, a reader sees the whole results stream from `start`. With a consumer group,
-readers share the outcomes and resume where the group left off: a consumer first gets back
-what it was given but never acknowledged, then new outcomes. Outcomes are acknowledged once
-the caller has gone past them, so a reader that crashes sees them again (at least once).
-"""
+"""Reading outcomes back: the Python side of `revicom-dispatch results` (see stream_reader)."""
 
 from __future__ import annotations
 
@@ -15,57 +9,11 @@ import redis
 
 from tasks.jobs import Outcome
 from tasks.keys import OUTCOME_FIELD, Keys
+from tasks.stream_reader import iter_stream
 
 
 def iter_outcomes(
-    client: redis.Redis,
-    keys: Keys,
-    *,
-    follow: bool = False,
-    group: str | None = None,
-    consumer: str = "reader",
-    start: str = "0",
-    block_ms: int = 1000,
-    count: int = 500,
+    client: redis.Redis, keys: Keys, **options: Any
 ) -> Generator[tuple[str, Outcome], None, None]:
-    """(entry id, outcome) in stream order; ends at the stream's end unless `follow`."""
-    if group is not None:
-        _ensure_group(client, keys.results, group)
-    last = start
-    unacked: list[bytes] = []
-    replaying = group is not None  # a group consumer starts with its unacknowledged history
-    while True:
-        if group is None:
-            reply: Any = client.xread(
-                {keys.results: last}, count=count, block=block_ms if follow else None
-            )
-        else:
-            if unacked:
-                client.xack(keys.results, group, *unacked)
-                unacked = []
-            reply = client.xreadgroup(
-                group,
-                consumer,
-                {keys.results: "0" if replaying else ">"},
-                count=count,
-                block=block_ms if follow and not replaying else None,
-            )
-        entries = reply[0][1] if reply else []
-        if replaying and not entries:
-            replaying = False
-            continue
-        if not entries and not follow:
-            return
-        for entry_id, fields in entries:
-            last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            yield last, Outcome.model_validate_json(fields[OUTCOME_FIELD.encode()])
-            if group is not None:
-                unacked.append(entry_id)
-
-
-def _ensure_group(client: redis.Redis, stream: str, group: str) -> None:
-    try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
+    """(entry id, outcome) in stream order; `options` as `iter_stream`'s (follow, group...)."""
+    return iter_stream(client, keys.results, OUTCOME_FIELD, Outcome.model_validate_json, **options)

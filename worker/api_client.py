@@ -27,6 +27,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from config import Settings
+from tasks.channels import MESSAGE_ENDPOINT
 from tasks.untrusted import quote
 from worker import metrics
 from worker.circuit import Circuit
@@ -158,6 +159,25 @@ class ApiClient:
             # Not the messages' fault: they wait for the API (or the key) to be fixed.
             return dataclasses.replace(answer, paused=True)
         return answer
+
+    def lookup(self, message_uuids: list[str]) -> Answer:
+        """GET /api/v1/message for these messages (at most 100: one page), once: the poller's
+        schedule is its retry (a message not answered now is asked again later)."""
+        params = httpx.QueryParams(
+            {"message_uuid": message_uuids, "per_page": max(1, len(message_uuids))}
+        )
+        started = time.perf_counter()
+        status = "error"
+        try:
+            response = self._http.get(MESSAGE_ENDPOINT, params=params)
+            status = str(response.status_code)
+        except httpx.TransportError as error:
+            return _answer(error, 1)
+        finally:
+            metrics.API_SECONDS.labels(f"GET {MESSAGE_ENDPOINT}", status).observe(
+                time.perf_counter() - started
+            )
+        return _answer(response, 1)
 
 
 #: Answers that refuse the key, not the messages: they open the circuit at once.

@@ -18,6 +18,7 @@ from tasks.channels import BULK_QUEUE, OTP_QUEUE
 from tasks.keys import Keys
 from worker.batcher import BatcherStep, BrokerReconnectStep
 from worker.metrics_step import MetricsStep
+from worker.poller import PollerStep
 
 settings = get_settings()
 keys = Keys(settings.dispatch_key_prefix)
@@ -67,3 +68,4 @@ app.conf.update(
 app.steps["worker"].add(BatcherStep)
 app.steps["consumer"].add(BrokerReconnectStep)
 app.steps["worker"].add(MetricsStep)
+app.steps["worker"].add(PollerStep)

@@ -32,8 +32,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from config import Settings
 from tasks import untrusted
-from tasks.channels import CHANNELS
+from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome, is_job_id
 from worker import metrics
@@ -299,6 +300,8 @@ def _send_and_judge(
             sendable.append(p)
     if sendable:
         objects = [to_api_json(p.job.message) for p in sendable if p.job is not None]
+        if how.endpoint == MESSAGE_ENDPOINT:
+            ask_for_callbacks(res.settings, objects)
         results, stats = deliver(res.api, how, objects)
         report.requests, report.splits = stats.requests, stats.splits
         finished += [_finish(p, how.label, r) for p, r in zip(sendable, results, strict=True)]
@@ -306,6 +309,20 @@ def _send_and_judge(
         final = f.state.split(":", 1)[0]
         setattr(report, final, getattr(report, final) + 1)
     return finished
+
+
+def ask_for_callbacks(settings: Settings, objects: list[dict[str, Any]]) -> None:
+    """With CALLBACK_URL set, messages ask for our receiver's callbacks, but not those whose
+    job names a callbackUrl of its own: its app takes them (we poll for their status). A job's
+    own callbackEvents are kept (the poller completes what they leave out)."""
+    if settings.callback_url is None:
+        return
+    url = settings.callback_url.get_secret_value()
+    events = settings.callback_event_list
+    for obj in objects:
+        if "callbackUrl" not in obj:
+            obj["callbackUrl"] = url
+            obj.setdefault("callbackEvents", events)
 
 
 def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:

@@ -20,8 +20,10 @@ from typing import Any, Literal
 import orjson
 import redis
 
+from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.keys import CONSUMER_GROUP, Keys
-from worker.ownership import LeaseTimes, script, waiting_holder
+from tasks.tracking.store import key_names, with_status_model
+from worker.ownership import LeaseTimes, script, source, waiting_holder
 
 Claim = Literal["claimed", "busy", "done"]
 _CLAIMS: dict[str, Claim] = {"claimed": "claimed", "busy": "busy", "done": "done"}
@@ -44,15 +46,27 @@ class FinishReport:
     already: int  # outcomes not published: the job was final already (another batch)
     taken: int  # outcomes not published: another live batch holds the job
     acknowledged: int  # entries acknowledged and deleted
+    unparked: int = 0  # callbacks that came before their message's outcome, applied now
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int, leases: LeaseTimes) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        ttl_s: int,
+        leases: LeaseTimes,
+        first_lookup_ms: int = 900_000,
+    ) -> None:
         self._keys = keys
         self._ttl_s = ttl_s
         self._leases = leases
+        self._first_lookup_ms = first_lookup_ms
+        self._names = key_names(keys)
         self._claim = script(client, "claim")
-        self._finish = script(client, "finish")
+        # Finishing maps accepted messages to their jobs and applies callbacks parked under
+        # them: it applies events as the receiver does, by the same rules.
+        self._finish = client.register_script(with_status_model(source("finish")))
         self._release = script(client, "release")
 
     def claim(self, batch: str, job_ids: Sequence[str]) -> list[Claim]:
@@ -89,6 +103,9 @@ class Ledger:
                 self._leases.of(channel),
                 waiting_holder(batch),
                 orjson.dumps(table),
+                self._names,
+                channel if CHANNELS[channel].endpoint == MESSAGE_ENDPOINT else "",
+                self._first_lookup_ms,
             ],
         )
         return FinishReport(*(int(n) for n in reply))

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from config import Settings
 from tasks.keys import Keys
+from tasks.tracking.metrics import StatusMetrics
 
 # `celery worker` loads Flower's CLI plugin, which imports prometheus_client before this module
 # sets the directory; the value class is chosen at that import, so choose it again before the
@@ -71,6 +72,17 @@ RETURNED = Counter(
     "revicom_jobs_returned",
     "Jobs a batch gave back unsent because the circuit was open: they wait in their stream.",
     ["channel"],
+)
+
+STATUS = StatusMetrics.create()
+POLLS = Counter(
+    "revicom_status_lookups",
+    "GET /api/v1/message requests of the status poller, by result: ok or error.",
+    ["result"],
+)
+UNMATCHED = Counter(
+    "revicom_callbacks_unmatched",
+    "Callback events dropped after CALLBACK_PARK_S: their messageUuid never became known.",
 )
 
 

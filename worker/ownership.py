@@ -49,9 +49,13 @@ BATCH_PREFIX = "b-"
 WAITING_PREFIX = "w-"
 
 
+def source(name: str) -> str:
+    """The text of a Lua script of `worker/lua/` (its KEYS and ARGV are documented at its top)."""
+    return (LUA / f"{name}.lua").read_text(encoding="utf-8")
+
+
 def script(client: redis.Redis, name: str) -> Script:
-    """A Lua script of `worker/lua/` (its KEYS and ARGV are documented at its top)."""
-    return client.register_script((LUA / f"{name}.lua").read_text(encoding="utf-8"))
+    return client.register_script(source(name))
 
 
 def new_batch_id() -> str:

@@ -1,10 +1,11 @@
-"""Retention of the results and dead-letter streams: old entries go, unread ones never do.
+"""Retention of the results, dead-letter and statuses streams: old entries go, unread ones
+never do.
 
 One pod at a time (the lease `{prefix}:lease:trimmer`) trims each stream to what is younger
-than its retention (`RESULTS_RETENTION_S`, `DEAD_RETENTION_S`), but never past what one of the
-stream's consumer groups has not read or not acknowledged: an upstream app that reads with a
-group never loses an outcome to the trimmer, however far behind it is. Readers without a group
-are protected by the retention time alone.
+than its retention (`RESULTS_RETENTION_S`, `DEAD_RETENTION_S`, `STATUSES_RETENTION_S`), but
+never past what one of the stream's consumer groups has not read or not acknowledged: an
+upstream app that reads with a group never loses an entry to the trimmer, however far behind
+it is. Readers without a group are protected by the retention time alone.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def trim_bound(client: redis.Redis, stream: str, cutoff_ms: int) -> str:
 
 
 def trim(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, int]:
-    """Trim both streams if this process holds the trimmer lease; entries removed per stream."""
+    """Trim the streams if this process holds the trimmer lease; entries removed per stream."""
     if not client.set(keys.lease(TRIMMER), 1, nx=True, px=int(TRIM_EVERY_S * 1000)):
         return {}
     seconds, micros = client.time()
@@ -48,6 +49,7 @@ def trim(client: redis.Redis, keys: Keys, settings: Settings) -> dict[str, int]:
     for stream, retention_s in (
         (keys.results, settings.results_retention_s),
         (keys.dead, settings.dead_retention_s),
+        (keys.statuses, settings.statuses_retention_s),
     ):
         bound = trim_bound(client, stream, now_ms - int(retention_s * 1000))
         removed[stream] = int(client.xtrim(stream, minid=bound, approximate=False))

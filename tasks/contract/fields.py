@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from tasks.api_terms import CALLBACK_EVENTS
 from tasks.untrusted import quote
 
 # E.164 allows at most 15 digits; 7 is the shortest number with a country code in use.
@@ -15,7 +16,6 @@ MSISDN_PATTERN = r"^[1-9][0-9]{6,14}$"
 # Formatting people paste with a number; removed before the digit check.
 _NUMBER_FORMATTING = re.compile(r"[\s\-().]")
 TAG_PATTERN = r"^[A-Za-z0-9_]+$"
-CALLBACK_EVENTS = ("delivered", "sent", "read", "price", "click")
 BOM = "\ufeff"
 # An http(s) URL: the scheme in any ASCII case (schemes are case-insensitive; not `(?i)`,
 # which lets U+017F, the long s, pass for 's'), `://`, optional user info up to the

@@ -18,12 +18,39 @@
 --          the job JSON is '' unless the job goes to the dead letters. A row with jobId ''
 --          is an entry deleted meanwhile: only acknowledged. Rows are taken in order, so an
 --          acknowledgement comes after the outcome of its jobId.
+-- ARGV[9]  key names of delivery tracking (JSON; see tasks/tracking/lua/status.lua, which is
+--          prepended to this script)
+-- ARGV[10] the channel, '' when its messages have no delivery status (conversions)
+-- ARGV[11] first status lookup (ms after acceptance; STATUS_POLL_AFTER_S)
 -- An outcome is published when the ledger holds this batch's claim, no claim (Redis lost
 -- it: the job was sent and must not end without an outcome) or the claim of a dead batch.
 -- It is not when the job is final already or another live batch holds it.
--- Returns {published, final already, held by another live batch, entries acknowledged}.
+-- Each published outcome starts its job's history (`track`); an accepted message's uuid is
+-- mapped to its jobId and scheduled for a status lookup, and callbacks parked under it
+-- (they came before this step) are applied.
+-- Returns {published, final already, held by another live batch, entries acknowledged,
+-- parked callbacks applied}.
 local claim = 'inflight:' .. ARGV[2]
-local published, already, taken, acked = 0, 0, 0, 0
+local published, already, taken, acked, unparked = 0, 0, 0, 0, 0
+local N = cjson.decode(ARGV[9])
+local now = now_ms()
+
+local function accepted(uuid, job_id)
+  local key = N.message .. uuid
+  redis.call('HSET', key, 'job', job_id, 'channel', ARGV[10], 'accepted', now)
+  redis.call('EXPIRE', key, ARGV[5])
+  redis.call('ZADD', N.tracking, now + tonumber(ARGV[11]), uuid)
+  local parked = redis.call('LRANGE', N.parked .. uuid, 0, -1)
+  if #parked > 0 then
+    for _, ev in ipairs(parked) do
+      apply(N, cjson.decode(ev), ARGV[5])
+    end
+    redis.call('DEL', N.parked .. uuid)
+    redis.call('ZREM', N.parkedIndex, uuid)
+    unparked = unparked + #parked
+  end
+end
+
 for _, row in ipairs(cjson.decode(ARGV[8])) do
   local entry, key = row[1], ARGV[3] .. row[2]
   local final, mine = false, false
@@ -47,6 +74,11 @@ for _, row in ipairs(cjson.decode(ARGV[8])) do
     redis.call('XADD', KEYS[3], '*', 'outcome', row[4])
     if row[5] ~= '' then
       redis.call('XADD', KEYS[4], '*', 'job', row[5], 'outcome', row[4])
+    end
+    redis.call('RPUSH', N.track .. row[2], row[4])
+    redis.call('EXPIRE', N.track .. row[2], ARGV[5])
+    if ARGV[10] ~= '' and string.sub(row[3], 1, 9) == 'accepted:' then
+      accepted(string.sub(row[3], 10), row[2])
     end
     published = published + 1
     final = true
@@ -72,4 +104,4 @@ if #left > 0 then
 end
 redis.call('DEL', KEYS[2])
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return {published, already, taken, acked}
+return {published, already, taken, acked, unparked}

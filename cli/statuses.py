@@ -1,0 +1,88 @@
+"""`revicom-dispatch statuses` (the statuses stream as JSON Lines) and `track` (one job)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Annotated
+
+import orjson
+import redis
+import typer
+
+from config import get_settings
+from tasks.keys import Keys
+from tasks.statuses import history, iter_statuses
+from tasks.untrusted import quote
+
+
+def statuses(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new entries.")] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Read through this consumer group, so a reader resumes where the group "
+            "stopped and several readers share the entries."
+        ),
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default: the host name).")
+    ] = None,
+) -> None:
+    """Print every delivery status change on the statuses stream as one JSON line."""
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    name = consumer or socket.gethostname()
+    try:
+        for _, entry in iter_statuses(
+            client, Keys(settings.dispatch_key_prefix), follow=follow, group=group, consumer=name
+        ):
+            sys.stdout.write(entry.model_dump_json() + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    except redis.RedisError as error:
+        typer.echo(f"Redis error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def track(
+    job_ids: Annotated[list[str], typer.Argument(help="jobIds to look up.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per job.")] = False,
+) -> None:
+    """Print each job's outcome and delivery status history (kept LEDGER_TTL_S). Exit
+    status 1 when a jobId is unknown."""
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    keys = Keys(settings.dispatch_key_prefix)
+    unknown = 0
+    try:
+        for job_id in job_ids:
+            outcomes, changes = history(client, keys, job_id)
+            unknown += not outcomes and not changes
+            if as_json:
+                line = {
+                    "jobId": job_id,
+                    "outcomes": [o.model_dump(mode="json") for o in outcomes],
+                    "statuses": [c.model_dump(mode="json") for c in changes],
+                }
+                sys.stdout.write(orjson.dumps(line).decode() + "\n")
+                continue
+            typer.echo(f"{quote(job_id)}:" if outcomes or changes else f"{quote(job_id)}: unknown")
+            for o in outcomes:
+                error = f" {o.error.code} {o.error.msg}" if o.error else ""
+                uuid = f" {o.messageUuid}" if o.messageUuid else ""
+                typer.echo(f"  {o.finishedAt:%Y-%m-%d %H:%M:%S}  {o.status}{uuid}{error}")
+            for c in changes:
+                mark = " (final)" if c.final else ""
+                price = f" price {c.price.totalPrice} {c.price.currency}" if c.price else ""
+                code = f" error {c.errorCode}" if c.errorCode is not None else ""
+                typer.echo(
+                    f"  {c.statusTime or '-'}  {c.status}{mark}{code}{price}  "
+                    f"[{c.source} {c.event}]"
+                )
+    except redis.RedisError as error:
+        typer.echo(f"Redis error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if unknown:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""The callback receiver: its own process kind (`revicom-dispatch callbacks`), scaled apart."""

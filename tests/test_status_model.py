@@ -1,0 +1,291 @@
+"""The status model (tasks/tracking/lua/status.lua) on a real Redis: the mapping written with
+the `accepted` outcome, events applied by its rules, parked events, the lookup schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from config import Settings
+from tasks.jobs import Outcome
+from tasks.keys import Keys, as_text
+from tasks.statuses import history, iter_statuses
+from tasks.tracking.events import Row, give_up_row
+from tasks.tracking.store import StatusStore
+from tests.test_finish_script import CHANNEL, running
+from worker.ledger import Finished, Ledger
+from worker.ownership import LeaseTimes, Ownership
+
+LEASE_MS = 5000
+T0 = "2026-11-24T10:00:00Z"
+T1 = "2026-11-24T10:00:05Z"
+T2 = "2026-11-24T10:00:09Z"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        callback_park_s=60,
+        status_poll_after_s=0.2,
+        status_poll_max_interval_s=0.5,
+        status_give_up_s=86_400,
+    )
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, keys: Keys, settings: Settings) -> StatusStore:
+    return StatusStore(redis_client, keys, settings)
+
+
+@pytest.fixture
+def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
+    redis_client.xgroup_create(keys.jobs(CHANNEL), "dispatch", id="0", mkstream=True)
+    return Ownership(redis_client, keys, LeaseTimes(LEASE_MS, LEASE_MS))
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis, keys: Keys, settings: Settings) -> Ledger:
+    return Ledger(
+        redis_client,
+        keys,
+        ttl_s=3600,
+        leases=LeaseTimes(LEASE_MS, LEASE_MS),
+        first_lookup_ms=int(settings.status_poll_after_s * 1000),
+    )
+
+
+def accept(
+    client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, job: str, uuid: str
+) -> int:
+    """Finish `job` as accepted with messageUuid `uuid`; the parked callbacks applied."""
+    [entry] = running(client, keys, own, f"b-{job}", orjson.dumps({"jobId": job}).decode())
+    assert ledger.claim(f"b-{job}", [job]) == ["claimed"]
+    accepted = Outcome(jobId=job, status="accepted", channelType=CHANNEL, messageUuid=uuid)
+    row = Finished(entry, job, f"accepted:{uuid}", accepted.to_wire())
+    return ledger.finish(CHANNEL, f"b-{job}", [row]).unparked
+
+
+def event(uuid: str, status: str, when: str = T0, name: str = "delivered", **extra: str) -> Row:
+    return [
+        uuid,
+        name,
+        status,
+        when,
+        extra.get("code", ""),
+        extra.get("price", ""),
+        "SMS",
+        "callback",
+        "2026-11-24T10:00:10.000Z",
+    ]
+
+
+def entries(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    return [e.model_dump() for _, e in iter_statuses(client, keys)]
+
+
+def test_accepted_maps_the_message_and_schedules_its_lookup(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    mapping: Any = redis_client.hgetall(keys.message("u-1"))
+    assert mapping[b"job"] == b"j1"
+    assert mapping[b"channel"] == b"SMS"
+    assert 0 < int(redis_client.ttl(keys.message("u-1"))) <= 3600
+    due_at = redis_client.zscore(keys.tracking, "u-1")
+    assert due_at is not None and due_at - int(mapping[b"accepted"]) == 200
+    outcomes, statuses = history(redis_client, keys, "j1")
+    assert [o.jobId for o in outcomes] == ["j1"] and statuses == []
+    assert 0 < int(redis_client.ttl(keys.track("j1"))) <= 3600
+
+
+def test_a_conversion_has_no_delivery_status(
+    redis_client: redis.Redis, keys: Keys, ledger: Ledger
+) -> None:
+    redis_client.xgroup_create(keys.jobs("FLASHCALL_CONVERSION"), "dispatch", id="0", mkstream=True)
+    ledger.finish("FLASHCALL_CONVERSION", "b-c", [Finished("1-1", "c1", "accepted:u-c", "{}")])
+    assert not redis_client.exists(keys.message("u-c"))
+    assert redis_client.zcard(keys.tracking) == 0
+
+
+def test_sent_then_delivered_makes_two_entries_the_last_final(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    first = store.record([event("u-1", "sent", T0, "sent")])
+    second = store.record([event("u-1", "delivered", T1)])
+    assert dict(first.results) == {"changed": 1}
+    assert dict(second.results) == {"final": 1}
+    assert second.finals[0][:2] == ("SMS", "delivered") and second.finals[0][2] >= 0
+    found = entries(redis_client, keys)
+    assert [(e["status"], e["final"], e["event"]) for e in found] == [
+        ("sent", False, "sent"),
+        ("delivered", True, "delivered"),
+    ]
+    assert found[1]["jobId"] == "j1" and found[1]["statusTime"] == T1
+    assert found[1]["source"] == "callback" and found[1]["channelType"] == "SMS"
+    assert redis_client.zscore(keys.tracking, "u-1") is None  # final: no more lookups
+    assert [s.status for s in history(redis_client, keys, "j1")[1]] == ["sent", "delivered"]
+
+
+def test_delivered_before_sent_is_final_once_and_sent_is_stale(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    report = store.record([event("u-1", "delivered", T1), event("u-1", "sent", T0, "sent")])
+    assert dict(report.results) == {"final": 1, "stale": 1}
+    assert [(e["status"], e["final"]) for e in entries(redis_client, keys)] == [("delivered", True)]
+
+
+def test_a_repeated_event_counts_once(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    sent = event("u-1", "sent", T0, "sent")
+    assert dict(store.record([sent, sent]).results) == {"changed": 1, "duplicate": 1}
+    assert dict(store.record([sent]).results) == {"duplicate": 1}
+    assert len(entries(redis_client, keys)) == 1
+
+
+def test_a_final_status_never_regresses_and_only_read_follows_it(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    store.record([event("u-1", "undelivered", T1, code="6969")])
+    later = store.record(
+        [
+            event("u-1", "sending", T2, "sent"),
+            event("u-1", "sent", T2, "sent"),
+            event("u-1", "delivered", T2),
+            event("u-1", "read", T2, "read"),
+            event("u-1", "unread", T2, "read"),
+        ]
+    )
+    assert dict(later.results) == {"stale": 3, "changed": 2}
+    found = entries(redis_client, keys)
+    assert [(e["status"], e["final"], e["errorCode"]) for e in found] == [
+        ("undelivered", True, 6969),
+        ("read", False, 6969),
+        ("unread", False, 6969),
+    ]
+    assert sum(e["final"] for e in found) == 1
+
+
+def test_pending_statuses_only_move_forward(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    report = store.record(
+        [
+            event("u-1", "sending", T0, "sent"),
+            event("u-1", "sent", T1, "sent"),
+            event("u-1", "sending", T2, "sent"),
+            event("u-1", "read", T2, "read"),
+            event("u-1", "sent", T2, "sent"),
+            event("u-1", "unsent", T2),
+        ]
+    )
+    assert [r for r in report.results.elements()].count("stale") == 2
+    assert [e["status"] for e in entries(redis_client, keys)] == [
+        "sending",
+        "sent",
+        "read",
+        "unsent",
+    ]
+
+
+def test_a_price_is_an_entry_once(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    price = '{"currency":"RUB","final":true,"invoicedParts":1,"totalPrice":1.5}'
+    store.record([event("u-1", "delivered", T1)])
+    first = store.record([event("u-1", "delivered", T1, "price", price=price)])
+    again = store.record([event("u-1", "delivered", T2, "price", price=price)])
+    assert dict(first.results) == {"changed": 1} and dict(again.results) == {"stale": 1}
+    last = entries(redis_client, keys)[-1]
+    assert last["price"] == {
+        "totalPrice": 1.5,
+        "currency": "RUB",
+        "invoicedParts": 1,
+        "final": True,
+    }
+    assert (last["status"], last["final"]) == ("delivered", False)
+
+
+def test_an_event_before_its_mapping_is_parked_then_published_with_the_outcome(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    early = store.record([event("u-1", "sent", T0, "sent"), event("u-1", "delivered", T1)])
+    assert dict(early.results) == {"parked": 2}
+    assert entries(redis_client, keys) == []
+    assert redis_client.llen(keys.parked("u-1")) == 2
+    assert redis_client.zscore(keys.parked_index, "u-1") is not None
+    assert accept(redis_client, keys, own, ledger, "j1", "u-1") == 2
+    assert [(e["status"], e["final"]) for e in entries(redis_client, keys)] == [
+        ("sent", False),
+        ("delivered", True),
+    ]
+    assert not redis_client.exists(keys.parked("u-1"))
+    assert redis_client.zcard(keys.parked_index) == 0
+    assert redis_client.zscore(keys.tracking, "u-1") is None
+
+
+def test_parked_events_never_matched_are_swept_and_counted(
+    redis_client: redis.Redis, keys: Keys, store: StatusStore
+) -> None:
+    store.record([event("u-x", "sent", T0, "sent"), event("u-x", "delivered", T1)])
+    store.record([event("u-y", "delivered", T1)])
+    assert store.sweep() == (0, 0)  # still waiting
+    redis_client.zadd(keys.parked_index, {"u-x": 0})  # u-x's wait is over
+    assert store.sweep() == (1, 2)
+    assert not redis_client.exists(keys.parked("u-x"))
+    assert redis_client.exists(keys.parked("u-y"))
+    assert as_text(redis_client.zrange(keys.parked_index, 0, -1)[0]) == "u-y"  # type: ignore[index]
+
+
+def test_lookups_back_off_then_give_up(
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    store: StatusStore,
+    settings: Settings,
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    assert store.due(100) == ([], [])  # not due before STATUS_POLL_AFTER_S
+    redis_client.zadd(keys.tracking, {"u-1": 0})
+    assert store.due(100) == (["u-1"], [])
+    accepted = int(redis_client.hget(keys.message("u-1"), "accepted") or 0)
+    first = redis_client.zscore(keys.tracking, "u-1") or 0
+    redis_client.zadd(keys.tracking, {"u-1": 0})
+    assert store.due(100) == (["u-1"], [])
+    second = redis_client.zscore(keys.tracking, "u-1") or 0
+    # 0.2 s doubled per lookup (0.4, then 0.8 capped at 0.5), counted from each lookup.
+    assert 350 <= first - accepted <= 1000 and 450 <= second - accepted <= 1500
+    assert redis_client.hget(keys.message("u-1"), "polls") == b"2"
+    redis_client.hset(keys.message("u-1"), "accepted", accepted - 86_400_000)
+    redis_client.zadd(keys.tracking, {"u-1": 0})
+    assert store.due(100) == ([], [("u-1", "SMS")])
+    assert redis_client.zcard(keys.tracking) == 0
+    report = store.record([give_up_row("u-1", "SMS", T2)])
+    assert dict(report.results) == {"final": 1}
+    [only] = entries(redis_client, keys)
+    assert (only["status"], only["final"], only["source"], only["event"]) == (
+        "unknown",
+        True,
+        "poll",
+        "give_up",
+    )
+
+
+def test_a_final_message_and_a_forgotten_one_leave_the_schedule(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", "u-1")
+    redis_client.hset(keys.message("u-1"), "final", "1")
+    redis_client.zadd(keys.tracking, {"u-1": 0, "u-gone": 0})
+    assert store.due(100) == ([], [])
+    assert redis_client.zcard(keys.tracking) == 0

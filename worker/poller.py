@@ -1,0 +1,165 @@
+"""The status poller: looks up accepted messages whose final status has not come by callback.
+
+Callbacks get lost (the receiver down longer than the sender retries, a job with its own
+callbackUrl, CALLBACK_URL unset), so every accepted message is scheduled for a lookup
+STATUS_POLL_AFTER_S after its 201 (worker/lua/finish.lua); a final status that arrives first
+takes it off the schedule. One poller at a time, across all pods, holds the lease
+`{prefix}:lease:poller`: every node runs one and the others wait. It asks GET /api/v1/message
+for up to 100 due messages a request, at most STATUS_POLL_RPS requests a second, and applies
+what it finds like a callback (source `poll`). A message still open is asked again after a
+pause that doubles (up to STATUS_POLL_MAX_INTERVAL_S); one still open STATUS_GIVE_UP_S after
+its 201 gets the final status `unknown`. The poller also drops parked callbacks whose wait is
+over, and counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import bootsteps
+
+from config import Settings, get_settings
+from tasks.keys import Keys
+from tasks.tracking.events import give_up_row, lookup_row, now_text
+from tasks.tracking.store import StatusStore
+from worker import metrics
+from worker.api_client import ApiClient
+from worker.circuit import Circuit
+from worker.ownership import script
+
+log = logging.getLogger(__name__)
+
+#: The lease's name under `{prefix}:lease:`, and its length: a dead poller's place is taken
+#: this soon.
+POLLER = "poller"
+LEASE_MS = 10_000
+#: Messages in one lookup: the API's default page.
+LOOKUP_SIZE = 100
+#: How often a poller without the lease, or with nothing due, looks again (s).
+IDLE_S = 1.0
+#: How often parked callbacks are swept (s).
+SWEEP_EVERY_S = 10.0
+
+
+class Poller:
+    def __init__(self, settings: Settings, node: str) -> None:
+        self._settings = settings
+        self._keys = Keys(settings.dispatch_key_prefix)
+        self._redis = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=30
+        )
+        self._store = StatusStore(self._redis, self._keys, settings)
+        self._singleton = script(self._redis, "singleton")
+        self._circuit = Circuit(self._redis, self._keys, settings)
+        self._api = ApiClient(settings)
+        self.name = f"{node}-{os.getpid()}"
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-poller", daemon=True)
+        self._next_sweep = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._api.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                pause = self.tick()
+            except redis.RedisError as error:
+                log.warning("status poller: Redis error, retrying in 1 s: %s", error)
+                pause = IDLE_S
+            except Exception:
+                # Never let the thread die: statuses would stop for every pod.
+                log.exception("status poller: unexpected error, retrying in 1 s")
+                pause = IDLE_S
+            self._stopping.wait(pause)
+
+    def tick(self) -> float:
+        """One round if this process holds the lease; the pause before the next (s)."""
+        if not self._singleton(keys=[self._keys.lease(POLLER)], args=[self.name, LEASE_MS]):
+            return IDLE_S
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep()
+            self._next_sweep = now + SWEEP_EVERY_S
+        if self._circuit.state().open:
+            return IDLE_S  # the API is down or refuses our key: lookups would fail too
+        lookup, given_up = self._store.due(LOOKUP_SIZE)
+        if given_up:
+            stamp = now_text()
+            recorded = self._store.record([give_up_row(u, c, stamp) for u, c in given_up])
+            metrics.STATUS.observe(recorded, "poll")
+            log.info("status poller: %d message(s) without a final status: unknown", len(given_up))
+        if not lookup:
+            return 0.0 if given_up else IDLE_S
+        self._look_up(lookup)
+        return 1 / self._settings.status_poll_rps
+
+    def _look_up(self, uuids: list[str]) -> None:
+        answer = self._api.lookup(uuids)
+        items = _items(answer.body) if answer.status == 200 else None
+        if items is None:
+            code, msg = answer.error
+            metrics.POLLS.labels("error").inc()
+            log.warning(
+                "status poller: lookup of %d message(s) failed (%s %s %s); asked again later",
+                len(uuids),
+                answer.status,
+                code,
+                msg,
+            )
+            return
+        metrics.POLLS.labels("ok").inc()
+        stamp = now_text()
+        asked = set(uuids)
+        rows = [row for item in items if (row := lookup_row(item, stamp)) and row[0] in asked]
+        metrics.STATUS.observe(self._store.record(rows), "poll")
+
+    def _sweep(self) -> None:
+        messages, events = self._store.sweep()
+        if events:
+            metrics.UNMATCHED.inc(events)
+            log.warning(
+                "status poller: %d callback event(s) of %d unknown message(s) dropped after "
+                "CALLBACK_PARK_S",
+                events,
+                messages,
+            )
+
+
+def _items(body: Any) -> list[Any] | None:
+    """The messages of a lookup answer: the docs show none, so a bare array (what the page's
+    title, "Getting array of messages", says) or an object's `items`."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        return list(body["items"])
+    return None
+
+
+class PollerStep(bootsteps.StartStopStep):
+    """Runs a status poller in every node; the lease lets one work at a time."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.poller: Poller | None = None
+
+    def start(self, worker: Any) -> None:
+        self.poller = Poller(get_settings(), worker.hostname)
+        self.poller.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
