@@ -104,7 +104,8 @@ def test_events_are_recorded_once_and_answered_with_counts(
         ("sent", False, "job-1"),
         ("delivered", True, "job-1"),
     ]
-    assert found[0]["source"] == "callback" and found[0]["receivedAt"].endswith("Z")
+    assert found[0]["source"] == "callback"
+    assert found[0]["receivedAt"].endswith("Z")
 
 
 def test_a_time_in_another_spelling_is_the_same_event(
@@ -184,6 +185,7 @@ BAD_BODIES: list[tuple[bytes, int, str]] = [
 
 @pytest.mark.parametrize(("body", "status", "says"), BAD_BODIES, ids=range(len(BAD_BODIES)))
 def test_a_bad_body_gets_a_clear_4xx_and_nothing_is_recorded(
+    *,
     receiver: httpx.Client,
     client: redis.Redis,
     module_keys: Keys,
@@ -235,7 +237,8 @@ def test_redis_unreachable_is_503_so_the_sender_retries(tmp_path: Any) -> None:
         assert answer.status_code == 503
         assert http.post("/callbacks", content=b"[", auth=AUTH).status_code == 400
     log = (tmp_path / "receiver.log").read_text()
-    assert PASSWORD not in log and "Traceback" not in log
+    assert PASSWORD not in log
+    assert "Traceback" not in log
 
 
 def test_source_networks_and_forwarded_for(
