@@ -64,6 +64,11 @@ def status(
         f"results stream: {state.results} ({state.results_bytes // 1024} KiB)   "
         f"dead letters: {state.dead} ({state.dead_bytes // 1024} KiB)"
     )
+    t = state.tracking
+    out.print(
+        f"statuses stream: {t.statuses}   awaiting a final status: {t.awaiting_final} "
+        f"(lookups overdue: {t.overdue})   parked callbacks: {t.parked}"
+    )
     if state.circuit.open:
         out.print(
             f"[red bold]circuit OPEN for {state.circuit.open_for_s} s: {state.circuit.reason}[/]"

@@ -1,4 +1,5 @@
-"""A snapshot of every channel's stream, the results stream and the dead letters."""
+"""A snapshot of every channel's stream, the results stream, the dead letters and delivery
+tracking."""
 
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ class Circuit:
 
 
 @dataclass(frozen=True)
+class Tracking:
+    statuses: int  # entries on the statuses stream
+    awaiting_final: int  # accepted messages without a final status (scheduled for lookups)
+    overdue: int  # of those, due for a lookup now: the poller is behind (or not running)
+    parked: int  # messageUuids with callbacks that came before their outcome
+
+
+@dataclass(frozen=True)
 class Status:
     channels: list[ChannelStatus]
     results: int
@@ -49,6 +58,7 @@ class Status:
     circuit: Circuit
     results_bytes: int  # memory the results stream takes in Redis (sampled estimate)
     dead_bytes: int
+    tracking: Tracking
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +79,12 @@ def snapshot(client: redis.Redis, keys: Keys) -> Status:
         Circuit(circuit.open, circuit.reason, open_for),
         _bytes(client, keys.results),
         _bytes(client, keys.dead),
+        Tracking(
+            int(client.xlen(keys.statuses)),
+            int(client.zcard(keys.tracking)),
+            int(client.zcount(keys.tracking, "-inf", int(now_ms))),
+            int(client.zcard(keys.parked_index)),
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""The job and outcome formats as JSON Schema files, for producers and readers in any language.
+"""The job, outcome and status formats as JSON Schema files, for producers and readers in any language.
 
 `python -m tasks.schemas DIR` (`make schemas`) rewrites them; a test fails when the committed
 files drift from the models.
@@ -14,8 +14,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasks.jobs import Job, Outcome
+from tasks.tracking.entry import StatusEntry
 
-SCHEMA_FILES: dict[str, type[BaseModel]] = {"job.schema.json": Job, "outcome.schema.json": Outcome}
+SCHEMA_FILES: dict[str, type[BaseModel]] = {
+    "job.schema.json": Job,
+    "outcome.schema.json": Outcome,
+    "status.schema.json": StatusEntry,
+}
 
 
 def render(model: type[BaseModel]) -> str:

@@ -69,8 +69,10 @@ def test_status_command_json(redis_url: str, redis_client: redis.Redis, keys: Ke
         "circuit",
         "results_bytes",
         "dead_bytes",
+        "tracking",
     }
     assert data["circuit"] == {"open": False, "reason": "", "open_for_s": None}
+    assert data["tracking"] == {"statuses": 0, "awaiting_final": 0, "overdue": 0, "parked": 0}
 
 
 def test_status_names_streams_no_worker_reads(

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -52,3 +57,66 @@ def test_token_never_shows(
     assert "s3cr3t-t0ken" not in shown
     assert settings.revicom_api_token is not None
     assert settings.revicom_api_token.get_secret_value() == "s3cr3t-t0ken"
+
+
+def test_callback_secrets_never_show(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CALLBACK_URL", "https://dlr:pa55-w0rd@callbacks.example.com/callbacks")
+    monkeypatch.setenv("CALLBACK_USERNAME", "dlr")
+    monkeypatch.setenv("CALLBACK_PASSWORD", "pa55-w0rd")
+    settings = Settings()
+    logging.getLogger("test").warning("settings: %s %r", settings, settings)
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + caplog.text
+    assert "pa55-w0rd" not in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CALLBACK_EVENTS": "sent,bounce"}, "CALLBACK_EVENTS: bounce"),
+        ({"CALLBACK_EVENTS": " , "}, "CALLBACK_EVENTS: empty"),
+        ({"CALLBACK_USERNAME": "dlr"}, "both CALLBACK_USERNAME and CALLBACK_PASSWORD"),
+        ({"CALLBACK_ALLOW_FROM": "10.0.0.0/8, nowhere"}, "not a network: 'nowhere'"),
+        ({"CALLBACK_TRUSTED_PROXIES": "300.1.1.1"}, "not a network"),
+        ({"STATUS_GIVE_UP_S": "172800"}, "STATUS_GIVE_UP_S must be below LEDGER_TTL_S"),
+    ],
+)
+def test_callback_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"SMS_BATCH_SIZE": "5000"},
+            "configuration: SMS_BATCH_SIZE: Input should be less than or equal to 1000",
+        ),
+        (
+            {"CALLBACK_URL": "https://dlr:pa55-w0rd@example.com/callbacks"},
+            "configuration: Value error, set both CALLBACK_USERNAME and CALLBACK_PASSWORD, "
+            "or neither",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_without_its_value(env: dict[str, str], line: str) -> None:
+    """The password without its username is refused by a model validator: its error would
+    show every input (hide_input_in_errors)."""
+    secrets = {"CALLBACK_PASSWORD": "pa55-w0rd", "REVICOM_API_TOKEN": "t0ken-value"}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("revicom-dispatch")), "status"],
+        env={**os.environ, **secrets, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [line]

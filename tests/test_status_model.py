@@ -3,8 +3,10 @@ the `accepted` outcome, events applied by its rules, parked events, the lookup s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import orjson
 import pytest
 import redis
@@ -82,8 +84,20 @@ def event(uuid: str, status: str, when: str = T0, name: str = "delivered", **ext
     ]
 
 
+SCHEMA = jsonschema.Draft202012Validator(
+    orjson.loads((Path(__file__).parents[1] / "schemas" / "status.schema.json").read_bytes())
+)
+
+
 def entries(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
-    return [e.model_dump() for _, e in iter_statuses(client, keys)]
+    """The statuses stream, each entry as the script wrote it, checked against the schema."""
+    raw: Any = client.xrange(keys.statuses)
+    written = [orjson.loads(fields[b"status"]) for _, fields in raw]
+    for entry in written:
+        SCHEMA.validate(entry)
+    parsed = [e.model_dump() for _, e in iter_statuses(client, keys)]
+    assert parsed == [{**e, "price": e["price"] and {**e["price"]}} for e in written]
+    return parsed
 
 
 def test_accepted_maps_the_message_and_schedules_its_lookup(

@@ -134,6 +134,26 @@ class StreamCollector(Collector):
         yield GaugeMetricFamily(
             "revicom_dead_letters_bytes", "Memory of the dead letters.", value=state.dead_bytes
         )
+        tracking = state.tracking
+        for name, text, value in (
+            ("statuses_length", "Entries on the statuses stream.", tracking.statuses),
+            (
+                "messages_awaiting_final",
+                "Accepted messages without a final status yet.",
+                tracking.awaiting_final,
+            ),
+            (
+                "status_lookups_overdue",
+                "Messages due for a status lookup now: the poller is behind or not running.",
+                tracking.overdue,
+            ),
+            (
+                "callbacks_parked",
+                "Messages whose callbacks came before their outcome, waiting for it.",
+                tracking.parked,
+            ),
+        ):
+            yield GaugeMetricFamily(f"revicom_{name}", text, value=value)
         yield GaugeMetricFamily(
             "revicom_circuit_open",
             "1 while the API circuit is open: no pod sends, jobs wait.",
