@@ -1,15 +1,17 @@
 """`make demo`: the whole pipeline on this machine, with nothing but Python.
 
-Redis (the one at REDIS_URL, or one started here), the sandbox, one worker pod and Flower;
-a mixed load of every channel with a few bad jobs; outcomes followed live; a summary per
-channel. Everything started here is stopped at the end, Ctrl-C included. The demo always
-sends to the local sandbox, never to the real API.
+Redis (the one at REDIS_URL, or one started here), the sandbox (delivering, and calling back),
+the callback receiver, one worker pod and Flower; a mixed load of every channel with a few bad
+jobs; outcomes, then final delivery statuses, followed live; a summary per channel.
+Everything started here is stopped at the end, Ctrl-C included. The demo always sends to the
+local sandbox, never to the real API.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -32,16 +34,35 @@ from devenv.demo_load import (
     WRITTEN_RAW,
     demo_jobs,
 )
-from devenv.processes import SCRIPT, answers_http, free_port, sandbox_process, service
+from devenv.processes import (
+    SCRIPT,
+    answers_http,
+    free_port,
+    receiver_process,
+    sandbox_process,
+    service,
+)
 from devenv.redis_server import ensure_redis
 from tasks.jobs import Outcome
 from tasks.keys import JOB_FIELD, Keys
 from tasks.producer import Enqueued, Producer
 from tasks.results import iter_outcomes
+from tasks.statuses import iter_statuses
 
 TOKEN = "demo-token"
 CELERY = str(Path(sys.executable).with_name("celery"))
 FOLLOW_TIMEOUT_S = 90
+#: The sandbox's delivery in the demo: most delivered, some not, in a second or two.
+DELIVERY = {
+    "delivered": 0.9,
+    "undelivered": 0.07,
+    "unsent": 0.03,
+    "sentAfterMs": 300,
+    "finalAfterMs": 1500,
+    "readFraction": 0.5,
+}
+CALLBACK_USER = "demo"
+FINAL = ("delivered", "undelivered", "unsent", "unknown")
 
 
 def enqueue_only(console: Console) -> int:
@@ -50,9 +71,11 @@ def enqueue_only(console: Console) -> int:
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     keys = Keys(settings.dispatch_key_prefix)
     started, since = time.time(), _last_result(client, keys)
+    statuses_since = _last_status(client, keys)
     expected = _enqueue(console, client, keys)
     outcomes = _follow(console, client, keys, expected, since)
-    _summary(console, outcomes, started, {})
+    finals = _follow_statuses(console, client, keys, outcomes, statuses_since)
+    _summary(console, outcomes, started, {}, finals)
     return 0 if len(outcomes) == expected else 1
 
 
@@ -69,18 +92,32 @@ def run_demo(console: Console, keep_running: bool = False) -> int:
 
         faults = json.dumps({"rejectDestinations": f"^{BAD_NUMBER_PREFIX}"})
         sandbox = stack.enter_context(
-            sandbox_process(["--token", TOKEN, "--faults", faults], log=logs / "sandbox.log")
+            sandbox_process(
+                ["--token", TOKEN, "--faults", faults, "--delivery", json.dumps(DELIVERY)],
+                log=logs / "sandbox.log",
+            )
         )
         console.print(f"  sandbox  {sandbox.url} (refuses numbers starting {BAD_NUMBER_PREFIX})")
 
-        metrics_port, flower_port = free_port(), free_port()
+        password = secrets.token_hex(8)
         env = {
             **os.environ,
             "REDIS_URL": url,
             "DISPATCH_KEY_PREFIX": keys.prefix,
+            "CALLBACK_USERNAME": CALLBACK_USER,
+            "CALLBACK_PASSWORD": password,
+        }
+        receiver = stack.enter_context(receiver_process(env, log=logs / "receiver.log"))
+        console.print(f"  receiver {receiver.url}/callbacks (Basic auth)")
+
+        metrics_port, flower_port = free_port(), free_port()
+        host = receiver.url.removeprefix("http://")
+        env |= {
             "REVICOM_API_URL": sandbox.url,
             "REVICOM_API_TOKEN": TOKEN,
             "METRICS_PORT": str(metrics_port),
+            "CALLBACK_URL": f"http://{CALLBACK_USER}:{password}@{host}/callbacks",
+            "CALLBACK_EVENTS": "sent,delivered,read,price",
         }
         stack.enter_context(
             service(
@@ -111,9 +148,11 @@ def run_demo(console: Console, keep_running: bool = False) -> int:
         console.print(f"  flower   [link={flower}]{flower}[/link]\n")
 
         started, since = time.time(), _last_result(client, keys)
+        statuses_since = _last_status(client, keys)
         expected = _enqueue(console, client, keys)
         outcomes = _follow(console, client, keys, expected, since)
-        _summary(console, outcomes, started, _batches(metrics_port))
+        finals = _follow_statuses(console, client, keys, outcomes, statuses_since)
+        _summary(console, outcomes, started, _batches(metrics_port), finals)
         console.print(f"\nFlower: {flower}   metrics: http://127.0.0.1:{metrics_port}/metrics")
         if len(outcomes) < expected:
             console.print(f"[red]{expected - len(outcomes)} outcome(s) missing[/]")
@@ -177,6 +216,40 @@ def _follow(
     return outcomes
 
 
+def _follow_statuses(
+    console: Console, client: redis.Redis, keys: Keys, outcomes: list[Outcome], since: str
+) -> dict[str, str]:
+    """jobId -> final status, for the accepted messages (conversions have none)."""
+    waiting = {
+        o.jobId
+        for o in outcomes
+        if o.status == "accepted" and o.channelType != "FLASHCALL_CONVERSION"
+    }
+    finals: dict[str, str] = {}
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("final statuses", total=len(waiting), counts="")
+        counts: Counter[str] = Counter()
+        for _, entry in iter_statuses(client, keys, follow=True, block_ms=200, start=since):
+            if entry.final and entry.jobId in waiting and entry.status:
+                finals[entry.jobId] = entry.status
+                counts[entry.status] += 1
+                progress.update(
+                    task,
+                    advance=1,
+                    counts="  ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                )
+            if len(finals) >= len(waiting) or time.monotonic() > deadline:
+                break
+    return finals
+
+
 def _batches(metrics_port: int) -> dict[str, int]:
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     return {
@@ -188,23 +261,29 @@ def _batches(metrics_port: int) -> dict[str, int]:
 
 
 def _summary(
-    console: Console, outcomes: list[Outcome], started: float, batches: dict[str, int]
+    console: Console,
+    outcomes: list[Outcome],
+    started: float,
+    batches: dict[str, int],
+    finals: dict[str, str],
 ) -> None:
     by_channel: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         by_channel[outcome.channelType or "?"].append(outcome)
-    table = Table(title="outcomes")
-    for column in ("channel", "accepted", "rejected", "failed", "batches", "messages/s"):
-        table.add_column(column, justify="left" if column == "channel" else "right")
+    table = Table(title="outcomes and final delivery statuses")
+    columns = ("accepted", "rejected", "failed", *FINAL, "batches", "messages/s")
+    table.add_column("channel")
+    for column in columns:
+        table.add_column(column, justify="right")
     for channel, items in sorted(by_channel.items()):
         statuses = Counter(o.status for o in items)
+        delivery = Counter(finals[o.jobId] for o in items if o.jobId in finals)
         last = max(o.finishedAt.timestamp() for o in items)
         rate = len(items) / max(last - started, 1e-3)
         table.add_row(
             channel,
-            str(statuses["accepted"]),
-            str(statuses["rejected"]),
-            str(statuses["failed"]),
+            *(str(statuses[s]) for s in ("accepted", "rejected", "failed")),
+            *(str(delivery[s]) for s in FINAL),
             str(batches.get(channel, 0)),
             f"{rate:,.0f}",
         )
@@ -215,7 +294,15 @@ def _summary(
 
 
 def _last_result(client: redis.Redis, keys: Keys) -> str:
-    last: Any = client.xrevrange(keys.results, count=1)
+    return _last_id(client, keys.results)
+
+
+def _last_status(client: redis.Redis, keys: Keys) -> str:
+    return _last_id(client, keys.statuses)
+
+
+def _last_id(client: redis.Redis, stream: str) -> str:
+    last: Any = client.xrevrange(stream, count=1)
     return last[0][0].decode() if last else "0"
 
 
