@@ -1,4 +1,4 @@
-"""The job, outcome and status formats as JSON Schema files, for producers and readers in any language.
+"""The job, outcome and status formats as JSON Schema files, for programs in any language.
 
 `python -m tasks.schemas DIR` (`make schemas`) rewrites them; a test fails when the committed
 files drift from the models.
