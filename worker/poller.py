@@ -67,7 +67,8 @@ class Poller:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._api.close()
 
     def _run(self) -> None:

@@ -1,0 +1,188 @@
+"""The status poller against the sandbox over real HTTP and a real Redis: one poller at a time,
+lookups of due messages, backoff on errors, give-up, parked callbacks swept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+
+from config import Settings
+from tasks.keys import Keys
+from tasks.statuses import iter_statuses
+from tasks.tracking.store import StatusStore
+from tests.conftest import SANDBOX_TOKEN
+from tests.contract_cases import variant
+from tests.test_status_model import accept
+from worker.ledger import Ledger
+from worker.ownership import LeaseTimes, Ownership
+from worker.poller import IDLE_S, Poller
+
+CHANNEL = "SMS"
+
+
+@pytest.fixture
+def settings(redis_url: str, keys: Keys, sandbox_url: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        dispatch_key_prefix=keys.prefix,
+        revicom_api_url=sandbox_url,
+        revicom_api_token=SecretStr(SANDBOX_TOKEN),
+        status_poll_after_s=0.1,
+        status_poll_max_interval_s=0.4,
+        status_poll_rps=100,
+        callback_park_s=1,
+    )
+
+
+@pytest.fixture
+def pollers(settings: Settings) -> Iterator[list[Poller]]:
+    made = [Poller(settings, "node-a"), Poller(settings, "node-b")]
+    yield made
+    for poller in made:
+        poller.stop()
+
+
+@pytest.fixture
+def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
+    redis_client.xgroup_create(keys.jobs(CHANNEL), "dispatch", id="0", mkstream=True)
+    return Ownership(redis_client, keys, LeaseTimes(5000, 5000))
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
+    return Ledger(redis_client, keys, ttl_s=3600, leases=LeaseTimes(5000, 5000), first_lookup_ms=0)
+
+
+def sent_to_sandbox(sandbox: httpx.Client, count: int) -> list[str]:
+    """Messages created at the sandbox (their messageUuids)."""
+    body = [variant("SMS", content=f"poll {i}") for i in range(count)]
+    answer = sandbox.post(
+        "/api/v1/message", json=body, headers={"Authorization": f"Basic {SANDBOX_TOKEN}"}
+    )
+    return [item["messageUuid"] for item in answer.json()["items"]]
+
+
+def entries(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    return [e.model_dump() for _, e in iter_statuses(client, keys)]
+
+
+def test_one_poller_looks_up_due_messages_and_publishes_their_statuses(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    sandbox.put("/_sandbox/delivery", json={"sentAfterMs": 0, "finalAfterMs": 0}).raise_for_status()
+    uuids = sent_to_sandbox(sandbox, 3)
+    for i, message in enumerate(uuids):
+        accept(redis_client, keys, own, ledger, f"j{i}", uuid=message)
+    time.sleep(0.3)
+    first, second = pollers
+    assert first.tick() < IDLE_S  # it holds the lease and looked up
+    assert second.tick() == IDLE_S  # the other waits
+    found = entries(redis_client, keys)
+    assert sorted((e["jobId"], e["status"], e["final"], e["source"]) for e in found) == [
+        ("j0", "delivered", True, "poll"),
+        ("j1", "delivered", True, "poll"),
+        ("j2", "delivered", True, "poll"),
+    ]
+    assert redis_client.zcard(keys.tracking) == 0
+    assert first.tick() == IDLE_S  # nothing left to look up
+    assert len(entries(redis_client, keys)) == 3
+
+
+def test_a_message_still_open_is_asked_again_later(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    sandbox.put(
+        "/_sandbox/delivery", json={"sentAfterMs": 0, "finalAfterMs": 60_000}
+    ).raise_for_status()
+    [message] = sent_to_sandbox(sandbox, 1)
+    accept(redis_client, keys, own, ledger, "j-open", uuid=message)
+    time.sleep(0.2)
+    pollers[0].tick()
+    assert [(e["status"], e["final"]) for e in entries(redis_client, keys)] == [("sent", False)]
+    assert redis_client.zscore(keys.tracking, message) is not None  # asked again later
+    time.sleep(0.5)
+    pollers[0].tick()
+    assert len(entries(redis_client, keys)) == 1  # unchanged: no new entry
+    assert redis_client.hget(keys.message(message), "polls") == b"2"
+
+
+def test_an_api_error_or_an_unknown_message_costs_nothing(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-unknown", uuid="not-at-the-api")
+    sandbox.put("/_sandbox/faults", json={"status": {"status": 500, "next": 1}})
+    time.sleep(0.1)
+    pollers[0].tick()  # a 500
+    pollers[0].tick()  # not due yet
+    time.sleep(0.3)
+    pollers[0].tick()  # answered, without this message
+    assert entries(redis_client, keys) == []
+    assert redis_client.zscore(keys.tracking, "not-at-the-api") is not None
+
+
+def test_a_message_past_the_give_up_time_ends_unknown(
+    *,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-old", uuid="u-old")
+    redis_client.hset(keys.message("u-old"), "accepted", 0)
+    pollers[0].tick()
+    [entry] = entries(redis_client, keys)
+    assert (entry["status"], entry["final"], entry["event"]) == ("unknown", True, "give_up")
+
+
+def test_parked_callbacks_past_their_wait_are_swept(
+    redis_client: redis.Redis, keys: Keys, settings: Settings, pollers: list[Poller]
+) -> None:
+    row = ["u-stray", "delivered", "delivered", "2026-11-24T10:00:00Z", "", "", "SMS", "", ""]
+    StatusStore(redis_client, keys, settings).record([row])
+    pollers[0].tick()
+    assert redis_client.exists(keys.parked("u-stray"))
+    redis_client.zadd(keys.parked_index, {"u-stray": 0})
+    pollers[0]._next_sweep = 0
+    pollers[0].tick()
+    assert not redis_client.exists(keys.parked("u-stray"))
+
+
+def test_no_lookups_while_the_circuit_is_open(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-wait", uuid="u-wait")
+    redis_client.hset(keys.circuit, mapping={"state": "open", "reason": "test", "opened": 1})
+    sandbox.delete("/_sandbox/stats")
+    assert pollers[0].tick() == IDLE_S
+    assert sandbox.get("/_sandbox/stats").json()["requests"] == 0
