@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 import redis
 import typer
@@ -12,6 +13,8 @@ import typer
 from config import get_settings
 from tasks.keys import Keys
 from tasks.results import iter_outcomes
+
+T = TypeVar("T")
 
 
 def results(
@@ -32,14 +35,25 @@ def results(
     ] = None,
 ) -> None:
     """Print every outcome on the results stream as one JSON line."""
+    print_stream(iter_outcomes, lambda o: o.to_wire(), follow, group, consumer)
+
+
+def print_stream(
+    reader: Callable[..., Iterator[tuple[str, T]]],
+    to_line: Callable[[T], str],
+    follow: bool,
+    group: str | None,
+    consumer: str | None,
+) -> None:
+    """Print a stream's entries as JSON Lines (`results`, `statuses`); exit 2 on Redis errors."""
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     name = consumer or socket.gethostname()
     try:
-        for _, outcome in iter_outcomes(
+        for _, entry in reader(
             client, Keys(settings.dispatch_key_prefix), follow=follow, group=group, consumer=name
         ):
-            sys.stdout.write(outcome.to_wire() + "\n")
+            sys.stdout.write(to_line(entry) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         pass

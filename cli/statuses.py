@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import orjson
 import redis
 import typer
 
+from cli.results import print_stream
 from config import get_settings
 from tasks.keys import Keys
 from tasks.statuses import history, iter_statuses
@@ -30,20 +30,7 @@ def statuses(
     ] = None,
 ) -> None:
     """Print every delivery status change on the statuses stream as one JSON line."""
-    settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-    name = consumer or socket.gethostname()
-    try:
-        for _, entry in iter_statuses(
-            client, Keys(settings.dispatch_key_prefix), follow=follow, group=group, consumer=name
-        ):
-            sys.stdout.write(entry.model_dump_json() + "\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
-    except redis.RedisError as error:
-        typer.echo(f"Redis error: {error}", err=True)
-        raise typer.Exit(2) from None
+    print_stream(iter_statuses, lambda e: e.model_dump_json(), follow, group, consumer)
 
 
 def track(

@@ -16,9 +16,10 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
@@ -52,6 +53,7 @@ from tasks.statuses import iter_statuses
 TOKEN = "demo-token"
 CELERY = str(Path(sys.executable).with_name("celery"))
 FOLLOW_TIMEOUT_S = 90
+T = TypeVar("T")
 #: The sandbox's delivery in the demo: most delivered, some not, in a second or two.
 DELIVERY = {
     "delivered": 0.9,
@@ -195,24 +197,14 @@ def _follow(
 ) -> list[Outcome]:
     """Outcomes published after `since` (a shared results stream may hold older ones)."""
     outcomes: list[Outcome] = []
-    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        console=console,
-    ) as progress:
-        task = progress.add_task("outcomes", total=expected, counts="")
-        counts: Counter[str] = Counter()
-        for _, outcome in iter_outcomes(client, keys, follow=True, block_ms=200, start=since):
-            outcomes.append(outcome)
-            counts[outcome.status] += 1
-            progress.update(
-                task, advance=1, counts="  ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            )
-            if len(outcomes) >= expected or time.monotonic() > deadline:
-                break
+
+    def labels() -> Iterator[str | None]:
+        for outcome in _tail(iter_outcomes, client, keys, since):
+            if outcome is not None:
+                outcomes.append(outcome)
+            yield outcome.status if outcome else None
+
+    _progress(console, "outcomes", expected, labels())
     return outcomes
 
 
@@ -226,6 +218,36 @@ def _follow_statuses(
         if o.status == "accepted" and o.channelType != "FLASHCALL_CONVERSION"
     }
     finals: dict[str, str] = {}
+
+    def labels() -> Iterator[str | None]:
+        for entry in _tail(iter_statuses, client, keys, since):
+            if entry is not None and entry.final and entry.jobId in waiting and entry.status:
+                finals[entry.jobId] = entry.status
+                yield entry.status
+            else:
+                yield None
+
+    _progress(console, "final statuses", len(waiting), labels())
+    return finals
+
+
+def _tail(
+    reader: Callable[..., Iterator[tuple[str, T]]], client: redis.Redis, keys: Keys, since: str
+) -> Iterator[T | None]:
+    """A stream's entries after `since`, and None whenever there is nothing new (so that the
+    caller can give up at its deadline)."""
+    last = since
+    while True:
+        for entry_id, entry in reader(client, keys, start=last):
+            last = entry_id
+            yield entry
+        yield None
+        time.sleep(0.2)
+
+
+def _progress(console: Console, what: str, total: int, labels: Iterator[str | None]) -> None:
+    """A progress bar of `total`, advanced by each label (None: nothing to count), counting
+    the labels, until all came or FOLLOW_TIMEOUT_S passed."""
     deadline = time.monotonic() + FOLLOW_TIMEOUT_S
     with Progress(
         TextColumn("{task.description}"),
@@ -234,20 +256,18 @@ def _follow_statuses(
         TextColumn("{task.fields[counts]}"),
         console=console,
     ) as progress:
-        task = progress.add_task("final statuses", total=len(waiting), counts="")
+        task = progress.add_task(what, total=total, counts="")
         counts: Counter[str] = Counter()
-        for _, entry in iter_statuses(client, keys, follow=True, block_ms=200, start=since):
-            if entry.final and entry.jobId in waiting and entry.status:
-                finals[entry.jobId] = entry.status
-                counts[entry.status] += 1
+        for label in labels if total else ():
+            if label is not None:
+                counts[label] += 1
                 progress.update(
                     task,
                     advance=1,
                     counts="  ".join(f"{k} {v}" for k, v in sorted(counts.items())),
                 )
-            if len(finals) >= len(waiting) or time.monotonic() > deadline:
+            if counts.total() >= total or time.monotonic() > deadline:
                 break
-    return finals
 
 
 def _batches(metrics_port: int) -> dict[str, int]:
