@@ -45,22 +45,25 @@ def track(
     unknown = 0
     try:
         for job_id in job_ids:
-            outcomes, changes = history(client, keys, job_id)
-            unknown += not outcomes and not changes
+            found = history(client, keys, job_id)
+            unknown += not found.known
             if as_json:
                 line = {
                     "jobId": job_id,
-                    "outcomes": [o.model_dump(mode="json") for o in outcomes],
-                    "statuses": [c.model_dump(mode="json") for c in changes],
+                    "outcomes": [o.model_dump(mode="json") for o in found.outcomes],
+                    "statuses": [c.model_dump(mode="json") for c in found.statuses],
+                    "trimmed": found.trimmed,
                 }
                 sys.stdout.write(orjson.dumps(line).decode() + "\n")
                 continue
-            typer.echo(f"{quote(job_id)}:" if outcomes or changes else f"{quote(job_id)}: unknown")
-            for o in outcomes:
+            typer.echo(f"{quote(job_id)}:" if found.known else f"{quote(job_id)}: unknown")
+            if found.trimmed:
+                typer.echo(f"  ({found.trimmed} older entries trimmed from the streams)")
+            for o in found.outcomes:
                 error = f" {o.error.code} {o.error.msg}" if o.error else ""
                 uuid = f" {o.messageUuid}" if o.messageUuid else ""
                 typer.echo(f"  {o.finishedAt:%Y-%m-%d %H:%M:%S}  {o.status}{uuid}{error}")
-            for c in changes:
+            for c in found.statuses:
                 mark = " (final)" if c.final else ""
                 price = f" price {c.price.totalPrice} {c.price.currency}" if c.price else ""
                 code = f" error {c.errorCode}" if c.errorCode is not None else ""

@@ -59,7 +59,8 @@ class Keys:
         return f"{self.prefix}:tracking"
 
     def track(self, job_id: str) -> str:
-        """A list per jobId: its outcome, then its status entries (`revicom-dispatch track`)."""
+        """A list per jobId: the entry ids of its outcome (`r{id}`) and its status entries
+        (`s{id}`), for `revicom-dispatch track`; ids, not copies, so it costs ~100 bytes a job."""
         return f"{self.prefix}:track:{job_id}"
 
     def ledger(self, job_id: str) -> str:

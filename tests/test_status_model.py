@@ -111,9 +111,10 @@ def test_accepted_maps_the_message_and_schedules_its_lookup(
     due_at = redis_client.zscore(keys.tracking, "u-1")
     assert due_at is not None
     assert due_at - int(mapping[b"accepted"]) == 200
-    outcomes, statuses = history(redis_client, keys, "j1")
-    assert [o.jobId for o in outcomes] == ["j1"]
-    assert statuses == []
+    found = history(redis_client, keys, "j1")
+    assert [o.jobId for o in found.outcomes] == ["j1"]
+    assert found.statuses == []
+    assert found.trimmed == 0
     assert 0 < int(redis_client.ttl(keys.track("j1"))) <= 3600
 
 
@@ -146,7 +147,10 @@ def test_sent_then_delivered_makes_two_entries_the_last_final(
     assert found[1]["source"] == "callback"
     assert found[1]["channelType"] == "SMS"
     assert redis_client.zscore(keys.tracking, "u-1") is None  # final: no more lookups
-    assert [s.status for s in history(redis_client, keys, "j1")[1]] == ["sent", "delivered"]
+    assert [s.status for s in history(redis_client, keys, "j1").statuses] == ["sent", "delivered"]
+    redis_client.xtrim(keys.results, maxlen=0)
+    trimmed = history(redis_client, keys, "j1")
+    assert (trimmed.outcomes, trimmed.trimmed, len(trimmed.statuses)) == ([], 1, 2)
 
 
 def test_delivered_before_sent_is_final_once_and_sent_is_stale(

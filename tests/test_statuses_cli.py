@@ -77,7 +77,7 @@ def test_track_json_and_an_unknown_job(redis_url: str, keys: Keys) -> None:
     known, unknown = (json.loads(line) for line in done.stdout.splitlines())
     assert [o["status"] for o in known["outcomes"]] == ["accepted"]
     assert [s["status"] for s in known["statuses"]] == ["sent", "delivered"]
-    assert unknown == {"jobId": "nope", "outcomes": [], "statuses": []}
+    assert unknown == {"jobId": "nope", "outcomes": [], "statuses": [], "trimmed": 0}
     plain = run("track", "x" * 5000, **env(redis_url, keys))
     assert plain.returncode == 1
     assert len(plain.stdout) < 200

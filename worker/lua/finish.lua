@@ -25,8 +25,8 @@
 -- An outcome is published when the ledger holds this batch's claim, no claim (Redis lost
 -- it: the job was sent and must not end without an outcome) or the claim of a dead batch.
 -- It is not when the job is final already or another live batch holds it.
--- Each published outcome starts its job's history (`track`); an accepted message's uuid is
--- mapped to its jobId and scheduled for a status lookup, and callbacks parked under it
+-- Each published outcome's entry id starts its job's history (`track`); an accepted message's
+-- uuid is mapped to its jobId and scheduled for a status lookup, and callbacks parked under it
 -- (they came before this step) are applied.
 -- Returns {published, final already, held by another live batch, entries acknowledged,
 -- parked callbacks applied}.
@@ -71,11 +71,11 @@ for _, row in ipairs(cjson.decode(ARGV[8])) do
     if redis.call('GET', key) == claim then redis.call('DEL', key) end
   elseif mine and row[3] ~= '' then
     redis.call('SET', key, row[3], 'EX', ARGV[5])
-    redis.call('XADD', KEYS[3], '*', 'outcome', row[4])
+    local id = redis.call('XADD', KEYS[3], '*', 'outcome', row[4])
     if row[5] ~= '' then
       redis.call('XADD', KEYS[4], '*', 'job', row[5], 'outcome', row[4])
     end
-    redis.call('RPUSH', N.track .. row[2], row[4])
+    redis.call('RPUSH', N.track .. row[2], 'r' .. id)
     redis.call('EXPIRE', N.track .. row[2], ARGV[5])
     if ARGV[10] ~= '' and string.sub(row[3], 1, 9) == 'accepted:' then
       accepted(string.sub(row[3], 10), row[2])

@@ -70,8 +70,8 @@ local function apply(N, ev, ttl)
     jobId = m[1], messageUuid = ev[1], channelType = m[2], event = ev[2],
     status = status or cjson.null, final = reached, statusTime = m[5] or cjson.null, errorCode = m[6] and tonumber(m[6]) or cjson.null,
     price = m[7] and cjson.decode(m[7]) or cjson.null, source = ev[8], receivedAt = ev[9]})
-  redis.call('XADD', N.statuses, '*', 'status', entry)
-  redis.call('RPUSH', N.track .. m[1], entry)
+  local id = redis.call('XADD', N.statuses, '*', 'status', entry)
+  redis.call('RPUSH', N.track .. m[1], 's' .. id)
   redis.call('EXPIRE', N.track .. m[1], ttl)
   if reached then
     return 'final'
