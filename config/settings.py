@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.api_terms import CALLBACK_EVENTS
@@ -330,6 +330,14 @@ class Settings(BaseSettings):
                 f"CALLBACK_EVENTS: {', '.join(sorted(unknown)) or 'empty'}; known events: "
                 + ", ".join(CALLBACK_EVENTS)
             )
+        if self.callback_url is not None and not _api_takes_url(
+            self.callback_url.get_secret_value()
+        ):
+            # Without the value: it may carry credentials.
+            raise ValueError(
+                "CALLBACK_URL must be an http(s) URL the API takes (no spaces or control "
+                "characters): every message would be refused with it"
+            )
         if (self.callback_username is None) != (self.callback_password is None):
             raise ValueError("set both CALLBACK_USERNAME and CALLBACK_PASSWORD, or neither")
         networks(self.callback_allow_from)
@@ -371,3 +379,15 @@ def networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
             except ValueError:
                 raise ValueError(f"not a network: {part.strip()!r}") from None
     return found
+
+
+def _api_takes_url(url: str) -> bool:
+    """Whether the job contract's callbackUrl rule takes `url` (imported here: the contract
+    reads the settings)."""
+    from tasks.contract.fields import HttpUrl  # noqa: PLC0415
+
+    try:
+        TypeAdapter(HttpUrl).validate_python(url)
+    except ValidationError:
+        return False
+    return True

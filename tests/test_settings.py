@@ -80,6 +80,8 @@ def test_callback_secrets_never_show(
         ({"CALLBACK_ALLOW_FROM": "10.0.0.0/8, nowhere"}, "not a network: 'nowhere'"),
         ({"CALLBACK_TRUSTED_PROXIES": "300.1.1.1"}, "not a network"),
         ({"STATUS_GIVE_UP_S": "172800"}, "STATUS_GIVE_UP_S must be below LEDGER_TTL_S"),
+        ({"CALLBACK_URL": "callbacks.example.com/x"}, "CALLBACK_URL must be an http(s) URL"),
+        ({"CALLBACK_URL": "https://u:p@host/a b"}, "CALLBACK_URL must be an http(s) URL"),
     ],
 )
 def test_callback_settings_are_checked(
