@@ -1,10 +1,12 @@
-# revicom-dispatch: one image for the worker pod, the sandbox, Flower and the CLI.
+# revicom-dispatch: one image for the worker pod, the callback receiver, the sandbox, Flower
+# and the CLI.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY config config
 COPY tasks tasks
 COPY worker worker
+COPY receiver receiver
 COPY cli cli
 COPY devenv devenv
 COPY sandbox sandbox
@@ -20,7 +22,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER dispatch
 WORKDIR /home/dispatch
 ENV PYTHONUNBUFFERED=1
-# 9808: worker metrics, 8080: sandbox, 5555: Flower
-EXPOSE 9808 8080 5555
+# 9808: worker metrics, 8090: callback receiver, 8080: sandbox, 5555: Flower
+EXPOSE 9808 8090 8080 5555
 ENTRYPOINT ["revicom-dispatch"]
 CMD ["worker", "--loglevel", "INFO"]
