@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sandbox.app import Sandbox
 from sandbox.auth import Credentials
+from sandbox.delivery import Delivery
 from sandbox.faults import Faults
 from sandbox.server import DEFAULT_TOKEN, serve
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def sandbox(
@@ -29,17 +32,30 @@ def sandbox(
     flashcall_max_digits: Annotated[
         int, typer.Option(help="Longest FLASHCALL code the account may send.")
     ] = 4,
-    seed: Annotated[int | None, typer.Option(help="Seed for fraction-based faults.")] = None,
+    delivery: Annotated[
+        str | None,
+        typer.Option(help="Delivery plan at start: the JSON of PUT /_sandbox/delivery, or @file."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for fraction-based faults and message fates.")
+    ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve a local Revicom Direct API on HOST:PORT (controls under /_sandbox/)."""
-    initial = None
-    if faults:
-        text = Path(faults[1:]).read_text() if faults.startswith("@") else faults
-        try:
-            initial = Faults.model_validate_json(text)
-        except ValidationError as error:
-            typer.echo(f"--faults: {error}", err=True)
-            raise typer.Exit(2) from None
+    initial_faults = _option("--faults", Faults, faults)
+    initial_delivery = _option("--delivery", Delivery, delivery)
     credentials = Credentials(token, frozenset(other_token or ()))
-    serve(Sandbox(credentials, initial, flashcall_max_digits, seed), host, port, access_log)
+    sandbox = Sandbox(credentials, initial_faults, flashcall_max_digits, seed, initial_delivery)
+    serve(sandbox, host, port, access_log)
+
+
+def _option(name: str, model: type[Model], value: str | None) -> Model | None:
+    """A JSON option (or `@file`) read as its control API's model; a bad one exits 2."""
+    if not value:
+        return None
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        typer.echo(f"{name}: {error}", err=True)
+        raise typer.Exit(2) from None

@@ -1,4 +1,4 @@
-"""The sandbox as an ASGI app: the two API endpoints, and `/_sandbox/` controls.
+"""The sandbox as an ASGI app: the API's endpoints, and `/_sandbox/` controls.
 
 Starlette rather than FastAPI: the API's bodies are validated by the sandbox's own rules
 (`sandbox.rules`), so a model layer would only cost time on the hot path.
@@ -10,6 +10,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox.auth import Credentials
+from sandbox.callbacks import Callbacks
+from sandbox.delivery import Deliverer, Delivery
 from sandbox.faults import FaultPlan, Faults
+from sandbox.messages import Messages, parse_query
 from sandbox.recorder import Recorder
 from sandbox.rules import TIME_FORMAT, ApiError, Validator, invalid
 
@@ -56,6 +61,24 @@ def error_response(status: int, code: int, msg: str) -> Response:
     return json_response(status, {"error": {"code": code, "msg": msg}})
 
 
+def invalid_plan(error: ValidationError) -> Response:
+    """400 with pydantic's errors. An input JSON cannot carry (the bytes of an unreadable
+    body, an integer beyond 64 bits) is left out rather than failing the answer."""
+    errors = [
+        {key: value for key, value in item.items() if key != "input" or _jsonable(value)}
+        for item in error.errors(include_url=False, include_context=False)
+    ]
+    return json_response(400, {"errors": errors})
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
 class Sandbox:
     """All state of one sandbox process."""
 
@@ -65,10 +88,14 @@ class Sandbox:
         faults: Faults | None = None,
         flashcall_max_digits: int = 4,
         seed: int | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.credentials = credentials
         self.plan = FaultPlan(faults, seed)
         self.recorder = Recorder()
+        self.messages = Messages()
+        self.callbacks = Callbacks()
+        self.delivery = Deliverer(self.callbacks, delivery, seed)
         self.flashcall_max_digits = flashcall_max_digits
         self.frozen_now: datetime | None = None
         #: Bodies whose validation raised: answered 422, and a bug of the sandbox to fix.
@@ -77,13 +104,30 @@ class Sandbox:
     def now(self) -> datetime:
         return self.frozen_now or datetime.now(UTC).replace(tzinfo=None)
 
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """The callbacks' client, and the one task that moves every message through its
+        statuses, for as long as the app serves."""
+        async with self.callbacks.running():
+            timeline = asyncio.create_task(self.delivery.timeline.run())
+            try:
+                yield
+            finally:
+                timeline.cancel()
+                with suppress(asyncio.CancelledError):
+                    await timeline
+
     async def api(self, request: Request) -> Response:
         arrived = time.time()
         index = self.recorder.next_request()
         body = await request.body()
-        return await self._answer(
+        response = await self._answer(
             request.url.path, request.headers.get("authorization"), body, (index, arrived)
         )
+        delay = self.plan.faults.answerDelayMs
+        if delay and response.status_code == 200:
+            await asyncio.sleep(delay / 1000)
+        return response
 
     async def _answer(
         self, path: str, authorization: str | None, body: bytes, request: tuple[int, float]
@@ -174,7 +218,20 @@ class Sandbox:
             else:
                 items.append({"code": code})
         self.recorder.record(request[0], path, created_uuids, created, request[1])
+        if path == MESSAGE_PATH:
+            self.messages.add(self.delivery.create(created_uuids, created))
         return json_response(200, {"errors": len(created) != len(objects), "items": items})
+
+    async def lookup(self, request: Request) -> Response:
+        """`GET /api/v1/message`. The docs show no answer; the page is titled "Getting array
+        of messages", so it answers a bare JSON array of message objects."""
+        auth_error = self.credentials.check(request.headers.get("authorization"), ("Basic",))
+        if auth_error is not None:
+            return error_response(*auth_error)
+        query = parse_query(request.query_params)
+        if isinstance(query, tuple):
+            return error_response(422, *query)
+        return json_response(200, [m.api_view() for m in self.messages.find(query)])
 
     # -- controls ----------------------------------------------------------------------------
 
@@ -190,6 +247,8 @@ class Sandbox:
         page = self.recorder.received_page(
             int(offset), None if limit is None else int(limit), channel
         )
+        for record in page:
+            record.update(self.messages.progress(record["messageUuid"]))
         return json_response(200, page)
 
     async def stats(self, request: Request) -> Response:
@@ -203,12 +262,26 @@ class Sandbox:
             try:
                 self.plan.set(Faults.model_validate_json(await request.body()))
             except ValidationError as error:
-                return json_response(
-                    400, {"errors": error.errors(include_url=False, include_context=False)}
-                )
+                return invalid_plan(error)
         elif request.method == "DELETE":
             self.plan.set(Faults())
         return json_response(200, self.plan.faults.model_dump(mode="json"))
+
+    async def delivery_plan(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                self.delivery.set(Delivery.model_validate_json(await request.body()))
+            except ValidationError as error:
+                return invalid_plan(error)
+        elif request.method == "DELETE":
+            self.delivery.set(Delivery())
+        return json_response(200, self.delivery.plan.model_dump(mode="json"))
+
+    async def callback_stats(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.callbacks.clear_stats()
+            return Response(status_code=204)
+        return json_response(200, self.callbacks.report())
 
     async def clock(self, request: Request) -> Response:
         """Freeze `now` (`{"now": "YYYY-MM-DD hh:mm:ss"}`, UTC) so time windows are testable."""
@@ -228,6 +301,10 @@ class Sandbox:
         self.recorder = Recorder()
         self.plan.set(Faults())
         self.frozen_now = None
+        self.messages = Messages()
+        self.delivery.timeline.clear()
+        self.callbacks.clear()
+        self.delivery.set(Delivery())
         return Response(status_code=204)
 
 
@@ -290,14 +367,17 @@ def _fault_response(status: int, retry_after: int | None) -> Response:
 def create_app(sandbox: Sandbox) -> Starlette:
     routes = [
         Route(MESSAGE_PATH, sandbox.api, methods=["POST"]),
+        Route(MESSAGE_PATH, sandbox.lookup, methods=["GET"]),
         Route(CONVERSION_PATH, sandbox.api, methods=["POST"]),
         Route("/api/v1/ping", ping, methods=["GET"]),
         Route("/_sandbox/received", sandbox.received, methods=["GET", "DELETE"]),
         Route("/_sandbox/stats", sandbox.stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/faults", sandbox.faults, methods=["GET", "PUT", "DELETE"]),
         Route("/_sandbox/clock", sandbox.clock, methods=["GET", "PUT", "DELETE"]),
+        Route("/_sandbox/delivery", sandbox.delivery_plan, methods=["GET", "PUT", "DELETE"]),
+        Route("/_sandbox/callbacks", sandbox.callback_stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/reset", sandbox.reset, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=sandbox.lifespan)
     app.state.sandbox = sandbox
     return app

@@ -55,6 +55,13 @@ class Faults(BaseModel):
 
     status: StatusFault | None = None
     latencyMs: int = Field(0, ge=0, le=600_000, description="Added before every answer.")
+    answerDelayMs: int = Field(
+        0,
+        ge=0,
+        le=600_000,
+        description="Added after the messages are created, before the 200: their callbacks "
+        "can reach the receiver before the sender has the 201s.",
+    )
     hangNext: int = Field(0, ge=0, description="Read the body and never answer.")
     dropNext: int = Field(0, ge=0, description="Close the connection without an answer.")
     rejectDestinations: str | None = Field(

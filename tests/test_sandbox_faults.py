@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -40,6 +41,18 @@ def test_latency_is_added(sandbox: httpx.Client) -> None:
     started = time.monotonic()
     assert send(sandbox, ONE_SMS).status_code == 200
     assert time.monotonic() - started >= 0.3
+
+
+def test_an_answer_delay_comes_after_the_messages_exist(sandbox: httpx.Client) -> None:
+    set_faults(sandbox, answerDelayMs=800)
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(send, sandbox, ONE_SMS)
+        time.sleep(0.4)
+        assert len(sandbox.get("/_sandbox/received").json()) == 1  # created, not answered
+        assert not answer.done()
+        assert answer.result().status_code == 200
+    assert time.monotonic() - started >= 0.8
 
 
 def test_hang_reads_the_body_and_never_answers(sandbox: httpx.Client) -> None:
