@@ -44,6 +44,16 @@ def test_the_demo_sends_everything_and_stops_what_it_started(redis_url: str) -> 
     out = done.stdout
     assert re.search(r"SMS\s+│\s+19995 │\s+7 │\s+0 │", out), out
     assert re.search(r"WHATSAPP\s+│\s+500 │\s+0 │\s+0 │", out), out
+    for channel in ("SMS", "FLASHCALL", "VOICECODE", "WHATSAPP"):
+        row = re.search(rf"│ {channel}\s+│([\d\s│,]+)│\s*$", out, re.MULTILINE)
+        assert row is not None, out
+        accepted, _, _, delivered, undelivered, unsent, unknown, *_ = (
+            int(cell.replace(",", "")) for cell in row.group(1).split("│")
+        )
+        # Every accepted message reached one final status, most of them delivered.
+        assert delivered + undelivered + unsent + unknown == accepted, row.group(0)
+        assert unknown == 0
+        assert delivered > 0.8 * accepted
     assert "rejected: demo-raw-blank: message.content: must not be blank" in out
     assert "refused by the producer: message.ttl: must be at least 60" in out
     prefix = re.search(r"keys under (demo-\d+):", out)
