@@ -47,10 +47,19 @@ def test_flower_shows_each_batch_with_its_channel_size_and_result(
 
 def test_the_log_has_a_line_per_batch_and_never_the_token(e2e: E2E) -> None:
     set_faults(e2e.sandbox, status={"status": 503, "next": 1})
-    worker = e2e.start_worker()
+    # The callback URL carries credentials: never in the log either (the poller's lookups
+    # and the 503's retry line included).
+    worker = e2e.start_worker(
+        CALLBACK_URL="http://dlr:cb-pa55w0rd@127.0.0.1:9/callbacks",
+        STATUS_POLL_AFTER_S="0.5",
+        STATUS_POLL_MAX_INTERVAL_S="0.5",
+    )
     e2e.producer.enqueue_many(sms_jobs(20))
     e2e.outcomes(20)
+    wait_until(lambda: e2e.redis.xlen(e2e.keys.statuses) >= 20, 20, "statuses found by the poller")
     log = worker.log.read_text()
+    assert "cb-pa55w0rd" not in log
+    assert "sms 3" not in log  # a message's content
     assert (
         "batch channel=SMS size=20 accepted=20 rejected=0 failed=0 expired=0 returned=0 "
         "attempts=2" in log
