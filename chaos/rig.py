@@ -24,10 +24,10 @@ import httpx
 import orjson
 import redis
 
-from devenv.processes import free_port, sandbox_process
+from devenv.processes import free_port, receiver_process, sandbox_process
 from devenv.redis_server import RedisServer
 from tasks.contract import ContractContext
-from tasks.keys import OUTCOME_FIELD, Keys
+from tasks.keys import OUTCOME_FIELD, STATUS_FIELD, Keys
 from tasks.producer import Enqueued, Producer
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
@@ -187,6 +187,8 @@ class Row:
     drain_s: float
     statuses: dict[str, int] = field(default_factory=dict)
     notes: str = ""
+    #: Accepted jobs without exactly one final delivery status (scenarios that track them).
+    finals_wrong: int = 0
 
     @property
     def kept_the_promise(self) -> bool:
@@ -194,6 +196,7 @@ class Row:
             self.lost == 0
             and self.multiple_outcomes == 0
             and self.double_sends == self.explained_double_sends
+            and self.finals_wrong == 0
         )
 
 
@@ -231,6 +234,8 @@ class Rig:
         self.pods: list[Pod] = []
         self.job_ids: set[str] = set()
         self.kills_at: list[float] = []  # when a kill or power loss hit (unix time)
+        self._receiver = contextlib.ExitStack()
+        self._receiver_port = free_port()
 
     def _metrics_dir(self) -> Path:
         path = self.workdir / "metrics"
@@ -252,15 +257,37 @@ class Rig:
         sent again (the API has no idempotency key)."""
         self.kills_at.append(time.time() + 0.2)  # a request already on the wire still lands
 
-    def _published(self) -> Iterator[dict[str, Any]]:
+    def _published(self, stream: str = "", field: str = OUTCOME_FIELD) -> Iterator[dict[str, Any]]:
         start = "-"
         while True:
-            entries: Any = self.client.xrange(self.keys.results, min=start, count=10_000)
+            entries: Any = self.client.xrange(stream or self.keys.results, min=start, count=10_000)
             if not entries:
                 return
             for _, fields in entries:
-                yield orjson.loads(fields[OUTCOME_FIELD.encode()])
+                yield orjson.loads(fields[field.encode()])
             start = "(" + entries[-1][0].decode()
+
+    def receiver(self) -> str:
+        """Start the callback receiver (again, on the same port); its CALLBACK_URL."""
+        env = {**self.pod_env, "CALLBACK_USERNAME": "chaos", "CALLBACK_PASSWORD": "chaos-pw"}
+        log = self.workdir / "receiver.log"
+        self._receiver.enter_context(receiver_process(env, port=self._receiver_port, log=log))
+        return f"http://chaos:chaos-pw@127.0.0.1:{self._receiver_port}/callbacks"
+
+    def stop_receiver(self) -> None:
+        self._receiver.close()
+
+    def final_statuses(self) -> list[dict[str, Any]]:
+        """The entries of the statuses stream that say `final`."""
+        return [e for e in self._published(self.keys.statuses, STATUS_FIELD) if e["final"]]
+
+    def accepted_messages(self) -> set[str]:
+        """The jobIds of accepted messages (conversions have no delivery status)."""
+        return {
+            o["jobId"]
+            for o in self._published()
+            if o["status"] == "accepted" and o["channelType"] != "FLASHCALL_CONVERSION"
+        }
 
     def outcomes(self) -> Counter[str]:
         """Outcomes per jobId."""
@@ -308,6 +335,7 @@ class Rig:
         for pod in self.pods:
             if pod.alive:
                 pod.kill()
+        self._receiver.close()
         self.sandbox.close()
         self.client.close()
         self.redis.close()

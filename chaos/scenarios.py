@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +308,63 @@ def sigterm_during_backlog(workdir: Path, scale: Scale) -> Row:
         return world.row("SIGTERM during a backlog", drain, notes)
 
 
+#: The sandbox delivers in a second and calls back with every fault: most statuses come by
+#: callback, the dropped ones by lookups 5 s after the 201.
+DELIVERY = {
+    "delivered": 0.85,
+    "undelivered": 0.1,
+    "unsent": 0.05,
+    "sentAfterMs": 200,
+    "finalAfterMs": 1000,
+    "duplicateFraction": 0.05,
+    "reorderFraction": 0.05,
+    "dropFraction": 0.05,
+    "retries": 20,
+    "retryDelayMs": 500,
+}
+LOOKUPS = {"STATUS_POLL_AFTER_S": "5", "STATUS_POLL_MAX_INTERVAL_S": "5", "STATUS_POLL_RPS": "50"}
+
+
+def callbacks_through_kills(workdir: Path, scale: Scale) -> Row:
+    """Delivery tracking under faults: two pods killed mid-batch, and the receiver down for
+    3 s; every accepted message must still end with exactly one final status."""
+    args = ["--delivery", orjson.dumps(DELIVERY).decode(), *BUSY_API]
+    with rig(workdir, sandbox_args=args, pod_env={**BUSY_POD, **LOOKUPS}) as world:
+        env = {"CALLBACK_URL": world.receiver()}
+        world.enqueue(campaign(scale))
+        for _ in range(2):
+            pod = world.pod(**env)
+            _a_request_in_flight(world)
+            pod.kill()
+            world.a_kill()
+        world.stop_receiver()
+        world.pod(**env)
+        time.sleep(3)
+        world.receiver()
+        started = time.monotonic()
+        drain = world.wait_drained(started)
+        accepted = world.accepted_messages()
+        wait_until(
+            lambda: accepted <= {e["jobId"] for e in world.final_statuses()},
+            120,
+            f"{len(accepted)} final statuses",
+        )
+        time.sleep(2)  # a second final status would show now
+        entries = world.final_statuses()
+        finals = Counter(e["jobId"] for e in entries)
+        by_source = Counter(e["source"] for e in entries)
+        row = world.row(
+            "callbacks through 2 pod kills and a receiver restart",
+            drain,
+            f"{len(accepted)} accepted: final statuses by callback {by_source['callback']}, "
+            f"by lookup {by_source['poll']}",
+        )
+        row.finals_wrong = sum(1 for j in accepted if finals[j] != 1) + sum(
+            1 for j in finals if j not in accepted
+        )
+        return row
+
+
 SCENARIOS: dict[str, Callable[[Path, Scale], Row]] = {
     "kill": kill_pod_mid_batch,
     "outage": api_down_short,
@@ -320,4 +378,5 @@ SCENARIOS: dict[str, Callable[[Path, Scale], Row]] = {
     "duplicates": duplicate_job_ids,
     "slow-api": slow_api_codes_in_a_campaign,
     "sigterm": sigterm_during_backlog,
+    "callbacks": callbacks_through_kills,
 }

@@ -278,3 +278,28 @@ def test_the_caller_behind_trusted_proxies() -> None:
     assert access.allowed(ipaddress.ip_address("185.203.96.200"))
     assert Access.from_settings(Settings()).allowed(None)
     assert Access.from_settings(Settings()).authorized(None)
+
+
+def basic(user: bytes, password: bytes) -> str:
+    return "Basic " + base64.b64encode(user + b":" + password).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "allowed"),
+    [
+        (basic(b"dlr", b"s3cret-pass"), True),
+        ("basic " + base64.b64encode(b"dlr:s3cret-pass").decode(), True),
+        (basic(b"dlr", b"s3cret-pass:x"), False),
+        (basic(b"dlr", b"s3cret-pas"), False),
+        (basic(b"dl", b"s3cret-pass"), False),
+        (basic(b"", b""), False),
+        ("Bearer " + base64.b64encode(b"dlr:s3cret-pass").decode(), False),
+        ("Basic " + base64.b64encode(b"dlr:s3cret-pass").decode() + "!", False),
+        ("Basic", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_credentials_in_process(header: str | None, allowed: bool) -> None:
+    access = Access.from_settings(Settings(callback_username=USER, callback_password=PASSWORD))
+    assert access.authorized(header) is allowed

@@ -10,12 +10,13 @@ import pytest
 from chaos.scenarios import FAST, SCENARIOS
 
 
-@pytest.mark.parametrize("name", ["power-loss", "kill", "redis-full"])
+@pytest.mark.parametrize("name", ["power-loss", "kill", "redis-full", "callbacks"])
 def test_the_promise_holds(name: str, tmp_path: Path) -> None:
     row = SCENARIOS[name](tmp_path, FAST)
     print(f"\n{row}")
     assert row.lost == 0, row
     assert row.multiple_outcomes == 0, row
     assert row.double_sends == row.explained_double_sends, row
+    assert row.finals_wrong == 0, row
     assert "died" not in row.notes, row
     assert row.jobs >= FAST.sms

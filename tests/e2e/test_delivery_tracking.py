@@ -53,9 +53,9 @@ class Tracked:
     def callback_url(self, password: str = PASSWORD) -> str:
         return f"http://{USER}:{password}@{self.receiver.url.removeprefix('http://')}/callbacks"
 
-    def worker(self, **settings: str) -> WorkerProcess:
+    def worker(self, *, pod: bool = False, **settings: str) -> WorkerProcess:
         return self.e2e.start_worker(
-            **{"CALLBACK_URL": self.callback_url(), **TRACKING, **settings}
+            pod=pod, **{"CALLBACK_URL": self.callback_url(), **TRACKING, **settings}
         )
 
     def deliver(self, **plan: Any) -> None:
@@ -114,7 +114,7 @@ def test_2000_sms_duplicated_and_reordered_callbacks_one_final_each(tracked: Tra
         reorderFraction=0.1,
     )
     tracked.e2e.producer.enqueue_many(sms_jobs(2000, "dup"))
-    tracked.worker(STATUS_POLL_AFTER_S="600")  # callbacks only
+    tracked.worker(pod=True, STATUS_POLL_AFTER_S="600")  # a whole pod; callbacks only
     sources = assert_one_final_each_as_the_sandbox_says(tracked, 2000)
     assert set(sources.values()) == {"callback"}
     page = httpx.get(f"{tracked.receiver.url}/metrics").text
