@@ -28,11 +28,13 @@ def status_time(value: str) -> str:
     if len(value) > 40:
         raise ValueError("is too long for a time")
     try:
+        if len(value) < 16:  # a date alone, or no minutes
+            raise ValueError
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +14:00 is before year 1
         raise ValueError("must be a UTC time like 2020-10-16T18:51:13Z") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     spec = "microseconds" if moment.microsecond else "seconds"
     return moment.isoformat(timespec=spec) + "Z"
 
