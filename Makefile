@@ -27,7 +27,8 @@ test: install
 soak: install
 	$(PY) -m pytest -m slow -s
 	HYPOTHESIS_EXAMPLES=5000 $(PY) -m pytest -q tests/test_hostile_contract.py \
-		tests/test_hostile_sandbox.py tests/test_hostile_cli.py tests/test_entry_parsing.py
+		tests/test_hostile_sandbox.py tests/test_hostile_cli.py tests/test_entry_parsing.py \
+		tests/test_hostile_callbacks.py
 
 # The chaos matrix (20,000 SMS + 500 FLASHCALL a scenario, each on its own Redis server):
 # kills, outages, a wrong key, Redis restarts, power loss, a full Redis... and its table.
