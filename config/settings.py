@@ -27,6 +27,11 @@ class ChannelTuning:
     max_age_s: float
 
 
+#: How long before its record expires a message still without a final status must be given
+#: up (STATUS_GIVE_UP_S against LEDGER_TTL_S).
+GIVE_UP_MARGIN_S = 3600.0
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a model validator's error would show every input, the secrets too.
     model_config = SettingsConfigDict(
@@ -247,7 +252,8 @@ class Settings(BaseSettings):
         90_000.0,
         ge=1,
         description="A message still without a final status this long after its 201 gets the "
-        "final status `unknown` (above the API's longest ttl, 86,400 s).",
+        "final status `unknown` (above the API's longest ttl, 86,400 s; an hour below "
+        "LEDGER_TTL_S at least).",
     )
     status_poll_rps: float = Field(
         5.0,
@@ -342,10 +348,11 @@ class Settings(BaseSettings):
             raise ValueError("set both CALLBACK_USERNAME and CALLBACK_PASSWORD, or neither")
         networks(self.callback_allow_from)
         networks(self.callback_trusted_proxies)
-        if self.status_give_up_s >= self.ledger_ttl_s:
+        if self.status_give_up_s + GIVE_UP_MARGIN_S > self.ledger_ttl_s:
             raise ValueError(
-                "STATUS_GIVE_UP_S must be below LEDGER_TTL_S: a message's jobId is forgotten "
-                "then, and a late status could not be matched"
+                f"STATUS_GIVE_UP_S must be at least {GIVE_UP_MARGIN_S:.0f} s below "
+                "LEDGER_TTL_S: a message's jobId is forgotten then, and no final status could "
+                "be published for it (the margin covers a poller down for a while)"
             )
         return self
 

@@ -74,10 +74,15 @@ class Access:
 
 
 def _address(text: str | None) -> Address | None:
+    """An address, IPv4 when it is one mapped into IPv6 (`::ffff:185.203.96.7`, as a
+    dual-stack socket shows an IPv4 peer)."""
     try:
-        return ipaddress.ip_address(text or "")
+        address = ipaddress.ip_address(text or "")
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _within(address: Address, nets: tuple[Network, ...]) -> bool:

@@ -89,7 +89,8 @@ class Receiver:
         """The request's events, checked whole; raises Refused."""
         caller = self.access.caller(
             request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
+            # Every line of the header: a proxy may add its own line instead of appending.
+            ", ".join(request.headers.getlist("x-forwarded-for")),
         )
         if not self.access.allowed(caller):
             raise Refused(403, "forbidden", "callbacks are not taken from here")
@@ -147,6 +148,12 @@ def create_app(settings: Settings) -> Starlette:
         settings.redis_url, socket_connect_timeout=2, socket_timeout=5
     )
     receiver = Receiver(settings, client)
+    if receiver.access.credentials is None:
+        log.warning(
+            "callbacks: no CALLBACK_USERNAME/CALLBACK_PASSWORD: anyone who can reach this "
+            "port%s can record delivery statuses",
+            " (within CALLBACK_ALLOW_FROM)" if receiver.access.allow_from else "",
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

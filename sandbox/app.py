@@ -132,6 +132,19 @@ class Sandbox:
     async def _answer(
         self, path: str, authorization: str | None, body: bytes, request: tuple[int, float]
     ) -> Response:
+        injected = await self._injected_fault()
+        if isinstance(injected, _DropResponse):
+            return injected  # counted as dropped
+        if injected is not None:
+            return self._counted(injected)
+        schemes = ("Basic",) if path == MESSAGE_PATH else ("Basic", "Bearer")
+        auth_error = self.credentials.check(authorization, schemes)
+        if auth_error is not None:
+            return self._counted(error_response(*auth_error))
+        return self._counted(self._create(path, body, request))
+
+    async def _injected_fault(self) -> Response | None:
+        """The faults asked for, on sends and lookups alike (an outage takes both)."""
         plan = self.plan
         if plan.faults.latencyMs:
             await asyncio.sleep(plan.faults.latencyMs / 1000)
@@ -142,13 +155,7 @@ class Sandbox:
             self.recorder.count("hung")
             await asyncio.Event().wait()
         fault = plan.take_status()
-        if fault is not None:
-            return self._counted(_fault_response(fault.status, fault.retryAfter))
-        schemes = ("Basic",) if path == MESSAGE_PATH else ("Basic", "Bearer")
-        auth_error = self.credentials.check(authorization, schemes)
-        if auth_error is not None:
-            return self._counted(error_response(*auth_error))
-        return self._counted(self._create(path, body, request))
+        return None if fault is None else _fault_response(fault.status, fault.retryAfter)
 
     def _counted(self, response: Response) -> Response:
         self.recorder.count(str(response.status_code))
@@ -224,7 +231,11 @@ class Sandbox:
 
     async def lookup(self, request: Request) -> Response:
         """`GET /api/v1/message`. The docs show no answer; the page is titled "Getting array
-        of messages", so it answers a bare JSON array of message objects."""
+        of messages", so it answers a bare JSON array of message objects. Faults apply (not
+        counted in the stats, which count sends)."""
+        injected = await self._injected_fault()
+        if injected is not None:
+            return injected
         auth_error = self.credentials.check(request.headers.get("authorization"), ("Basic",))
         if auth_error is not None:
             return error_response(*auth_error)

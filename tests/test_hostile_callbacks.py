@@ -100,3 +100,19 @@ def test_a_lookup_answer_item_is_a_row_or_skipped(item: Any) -> None:
         if row is not None:
             assert ONE_SPELLING.match(row[3])
             assert all(isinstance(cell, str) for cell in row)
+
+
+def test_a_lookup_keeps_only_what_a_callback_could_carry() -> None:
+    item = {
+        "messageUuid": "u-1",
+        "status": "delivered",
+        "statusTime": "2026-11-24T10:00:00Z",
+        "errorCode": 2**63,
+        "price": {"totalPrice": True, "currency": "RUB" * 9, "invoicedParts": 1, "final": True},
+    }
+    row = lookup_row(item, "2026-11-24T10:00:01.000Z")
+    assert row is not None
+    assert row[4] == ""  # beyond 32 bits: left out
+    assert row[5] == '{"currency":null,"final":true,"invoicedParts":1,"totalPrice":null}'
+    assert lookup_row({**item, "status": "Delivered"}, "") is None
+    assert lookup_row({**item, "messageUuid": "u 1"}, "") is None

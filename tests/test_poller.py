@@ -19,9 +19,10 @@ from tasks.tracking.store import StatusStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.contract_cases import variant
 from tests.test_status_model import accept
+from worker.api_client import Answer
 from worker.ledger import Ledger
 from worker.ownership import LeaseTimes, Ownership
-from worker.poller import IDLE_S, Poller
+from worker.poller import IDLE_S, Poller, _items, _shape
 
 CHANNEL = "SMS"
 
@@ -136,10 +137,14 @@ def test_an_api_error_or_an_unknown_message_costs_nothing(
     accept(redis_client, keys, own, ledger, "j-unknown", uuid="not-at-the-api")
     sandbox.put("/_sandbox/faults", json={"status": {"status": 500, "next": 1}})
     time.sleep(0.1)
-    pollers[0].tick()  # a 500
-    pollers[0].tick()  # not due yet
-    time.sleep(0.3)
-    pollers[0].tick()  # answered, without this message
+    poller = pollers[0]
+    poller.tick()  # a 500: lookups pause a second
+    assert poller._resume_at > time.monotonic()  # noqa: SLF001
+    assert redis_client.hget(keys.message("not-at-the-api"), "polls") == b"1"
+    time.sleep(1.1)
+    poller.tick()  # answered, without this message
+    assert redis_client.hget(keys.message("not-at-the-api"), "polls") == b"2"
+    assert poller._failures == 0  # noqa: SLF001
     assert entries(redis_client, keys) == []
     assert redis_client.zscore(keys.tracking, "not-at-the-api") is not None
 
@@ -186,3 +191,36 @@ def test_no_lookups_while_the_circuit_is_open(
     sandbox.delete("/_sandbox/stats")
     assert pollers[0].tick() == IDLE_S
     assert sandbox.get("/_sandbox/stats").json()["requests"] == 0
+
+
+def test_failed_lookups_pause_them_all_and_log_no_body(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-1", uuid="u-1")
+    sandbox.put("/_sandbox/faults", json={"status": {"status": 429, "next": 100, "retryAfter": 3}})
+    time.sleep(0.1)
+    poller = pollers[0]
+    poller.tick()
+    requests = sandbox.get("/_sandbox/stats").json()["requests"]
+    assert requests == 0  # lookups are not counted as API sends...
+    assert poller._resume_at - time.monotonic() > 2
+    time.sleep(0.5)
+    redis_client.zadd(keys.tracking, {"u-1": 0})
+    poller.tick()
+    assert redis_client.hget(keys.message("u-1"), "polls") == b"1"  # not looked up again yet
+    assert "lookup of 1 message(s) failed (429, a str)" in caplog.text
+
+
+def test_an_answer_of_another_shape_is_logged_by_its_shape_only() -> None:
+    body = {"data": [{"content": "Your code is 4711", "callbackUrl": "https://cb:S3cret@x/"}]}
+    assert _shape(Answer(200, body, 1)) == "an object with data"
+    assert _items(body) is None
+    assert _items({"items": []}) == []
+    assert _shape(Answer(None, None, 1, "ReadTimeout: timed out")) == "ReadTimeout"

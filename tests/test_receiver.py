@@ -119,6 +119,15 @@ def test_a_time_in_another_spelling_is_the_same_event(
     assert statuses_of(client, module_keys, message)[0]["statusTime"] == "2026-11-24T10:00:00Z"
 
 
+def test_a_status_the_api_adds_one_day_is_taken_and_changes_nothing(
+    receiver: httpx.Client, client: redis.Redis, module_keys: Keys
+) -> None:
+    message = known(client, module_keys)
+    body = [ev(message, "expired", "bounce"), ev(message, "sent", "sent")]
+    answer = receiver.post("/callbacks", json=body, auth=AUTH)
+    assert answer.json() == {"received": 2, "recorded": 1, "duplicates": 0, "stale": 1, "parked": 0}
+
+
 def test_an_unknown_message_is_parked(
     receiver: httpx.Client, client: redis.Redis, module_keys: Keys
 ) -> None:
@@ -161,7 +170,7 @@ BAD_BODIES: list[tuple[bytes, int, str]] = [
     (b"null", 400, "JSON array"),
     (b"[1]", 400, "event 0"),
     (b"[[]]", 400, "event 0"),
-    (orjson.dumps([ev("u-1"), ev("u-2", status="lost")]), 400, "event 1: status"),
+    (orjson.dumps([ev("u-1"), ev("u-2", status="LOST")]), 400, "event 1: status"),
     (orjson.dumps([ev("u-1", status_time=1700000000)]), 400, "event 0: status_time"),
     (orjson.dumps([ev("u-1", status_time="yesterday")]), 400, "event 0: status_time"),
     (orjson.dumps([ev("u-1", status_time="9" * 200)]), 400, "event 0: status_time"),
@@ -172,7 +181,7 @@ BAD_BODIES: list[tuple[bytes, int, str]] = [
     (orjson.dumps([ev("u-1", error_code=2**40)]), 400, "event 0: error_code"),
     (b'[{"message_uuid": "u-1", "error_code": 1e999}]', 400, "not valid JSON"),
     (orjson.dumps([ev("u-1", error_code=True)]), 400, "event 0: error_code"),
-    (orjson.dumps([ev("u-1", callback_event="bounce")]), 400, "event 0: callback_event"),
+    (orjson.dumps([ev("u-1", callback_event="bounce-back")]), 400, "event 0: callback_event"),
     (orjson.dumps([ev("u 1")]), 400, "event 0: message_uuid"),
     (orjson.dumps([ev("u-1:*")]), 400, "event 0: message_uuid"),
     (orjson.dumps([ev("x" * 65)]), 400, "event 0: message_uuid"),
@@ -263,6 +272,10 @@ def test_source_networks_and_forwarded_for(
         assert http.post("/callbacks", json=[ev(message)], headers=forwarded).status_code == 200
         forged = {"X-Forwarded-For": "185.203.96.7, 8.8.8.8"}
         assert http.post("/callbacks", json=[ev(message)], headers=forged).status_code == 403
+        # A proxy that adds a line of its own instead of appending: every line counts.
+        two_lines = [("X-Forwarded-For", "185.203.96.7"), ("X-Forwarded-For", "203.0.113.66")]
+        answer = http.post("/callbacks", json=[ev(message)], headers=httpx.Headers(two_lines))
+        assert answer.status_code == 403
 
 
 def test_the_caller_behind_trusted_proxies() -> None:
@@ -277,6 +290,10 @@ def test_the_caller_behind_trusted_proxies() -> None:
     assert access.caller("10.0.0.2", "junk") is None
     assert access.caller("10.0.0.2", "10.0.0.3") == ipaddress.ip_address("10.0.0.3")
     assert access.caller("::1", "185.203.96.9") == ipaddress.ip_address("185.203.96.9")
+    # A dual-stack socket shows an IPv4 peer mapped into IPv6.
+    assert access.caller("::ffff:10.0.0.2", "::ffff:185.203.96.7") == ipaddress.ip_address(
+        "185.203.96.7"
+    )
     assert not access.allowed(None)
     assert access.allowed(ipaddress.ip_address("185.203.96.200"))
     assert Access.from_settings(Settings()).allowed(None)

@@ -15,7 +15,7 @@ from config import Settings
 from tasks.jobs import Outcome
 from tasks.keys import Keys, as_text
 from tasks.statuses import history, iter_statuses
-from tasks.tracking.events import Row, give_up_row
+from tasks.tracking.events import Row
 from tasks.tracking.store import StatusStore
 from tests.test_finish_script import CHANNEL, running
 from worker.ledger import Finished, Ledger
@@ -205,18 +205,13 @@ def test_pending_statuses_only_move_forward(
             event("u-1", "sending", T0, "sent"),
             event("u-1", "sent", T1, "sent"),
             event("u-1", "sending", T2, "sent"),
-            event("u-1", "read", T2, "read"),
             event("u-1", "sent", T2, "sent"),
             event("u-1", "unsent", T2),
+            event("u-1", "sent", T0, "sent"),
         ]
     )
-    assert report.results["stale"] == 2
-    assert [e["status"] for e in entries(redis_client, keys)] == [
-        "sending",
-        "sent",
-        "read",
-        "unsent",
-    ]
+    assert report.results["stale"] == 3
+    assert [e["status"] for e in entries(redis_client, keys)] == ["sending", "sent", "unsent"]
 
 
 def test_a_price_is_an_entry_once(
@@ -281,24 +276,27 @@ def test_lookups_back_off_then_give_up(
     settings: Settings,
 ) -> None:
     accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
-    assert store.due(100) == ([], [])  # not due before STATUS_POLL_AFTER_S
+    assert store.due(100).lookup == []  # not due before STATUS_POLL_AFTER_S
     redis_client.zadd(keys.tracking, {"u-1": 0})
-    assert store.due(100) == (["u-1"], [])
+    assert store.due(100).lookup == ["u-1"]
     accepted = int(redis_client.hget(keys.message("u-1"), "accepted") or 0)
     first = redis_client.zscore(keys.tracking, "u-1") or 0
     redis_client.zadd(keys.tracking, {"u-1": 0})
-    assert store.due(100) == (["u-1"], [])
+    assert store.due(100).lookup == ["u-1"]
     second = redis_client.zscore(keys.tracking, "u-1") or 0
     # 0.2 s doubled per lookup (0.4, then 0.8 capped at 0.5), counted from each lookup.
     assert 350 <= first - accepted <= 1000
     assert 450 <= second - accepted <= 1500
     assert redis_client.hget(keys.message("u-1"), "polls") == b"2"
+    # Past STATUS_GIVE_UP_S: the final status `unknown`, in the same step.
     redis_client.hset(keys.message("u-1"), "accepted", accepted - 86_400_000)
     redis_client.zadd(keys.tracking, {"u-1": 0})
-    assert store.due(100) == ([], [("u-1", "SMS")])
+    due = store.due(100)
+    assert due.lookup == []
+    assert dict(due.given_up.results) == {"final": 1}
+    assert [f[:2] for f in due.given_up.finals] == [("SMS", "unknown")]
+    assert due.given_up.finals[0][2] >= 86_400
     assert redis_client.zcard(keys.tracking) == 0
-    report = store.record([give_up_row("u-1", "SMS", T2)])
-    assert dict(report.results) == {"final": 1}
     [only] = entries(redis_client, keys)
     assert (only["status"], only["final"], only["source"], only["event"]) == (
         "unknown",
@@ -306,6 +304,37 @@ def test_lookups_back_off_then_give_up(
         "poll",
         "give_up",
     )
+    assert only["statusTime"] == only["receivedAt"]
+
+
+def test_the_next_lookup_is_never_after_the_give_up_time(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, redis_url: str
+) -> None:
+    settings = Settings(
+        status_poll_after_s=100, status_poll_max_interval_s=3000, status_give_up_s=500
+    )
+    store = StatusStore(redis_client, keys, settings)
+    accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
+    accepted = int(redis_client.hget(keys.message("u-1"), "accepted") or 0)
+    for _ in range(4):  # pauses 200, 400, 800 (capped by the give-up at 500 s), ...
+        redis_client.zadd(keys.tracking, {"u-1": 0})
+        store.due(100)
+    assert redis_client.zscore(keys.tracking, "u-1") == accepted + 500_000
+
+
+def test_while_the_circuit_is_open_only_give_ups_happen(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-old", uuid="u-old")
+    accept(redis_client, keys, own, ledger, "j-new", uuid="u-new")
+    redis_client.hset(keys.message("u-old"), "accepted", 0)
+    redis_client.zadd(keys.tracking, {"u-old": 0, "u-new": 0})
+    due = store.due(100, lookups=False)
+    assert due.lookup == []
+    assert len(due.given_up.finals) == 1
+    assert redis_client.zscore(keys.tracking, "u-new") == 0  # still due, not looked up
+    assert redis_client.hget(keys.message("u-new"), "polls") is None
+    assert [e["jobId"] for e in entries(redis_client, keys)] == ["j-old"]
 
 
 def test_a_final_message_and_a_forgotten_one_leave_the_schedule(
@@ -314,5 +343,53 @@ def test_a_final_message_and_a_forgotten_one_leave_the_schedule(
     accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
     redis_client.hset(keys.message("u-1"), "final", "1")
     redis_client.zadd(keys.tracking, {"u-1": 0, "u-gone": 0})
-    assert store.due(100) == ([], [])
+    due = store.due(100)
+    assert (due.lookup, due.vanished, due.given_up.finals) == ([], 1, [])
     assert redis_client.zcard(keys.tracking) == 0
+
+
+@pytest.mark.parametrize("status", ["read", "unread"])
+def test_read_before_any_final_status_means_delivered(
+    *,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    store: StatusStore,
+    status: str,
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
+    store.record([event("u-1", "sent", T0, "sent")])
+    report = store.record([event("u-1", status, T1, "poll")])
+    assert dict(report.results) == {"final": 1}
+    assert report.finals[0][:2] == ("SMS", "delivered")
+    late = store.record([event("u-1", "delivered", T2), event("u-1", "undelivered", T2)])
+    assert dict(late.results) == {"stale": 2}
+    assert [(e["status"], e["final"], e["statusTime"]) for e in entries(redis_client, keys)] == [
+        ("sent", False, T0),
+        ("delivered", True, T1),
+        (status, False, T1),
+    ]
+    assert redis_client.zscore(keys.tracking, "u-1") is None
+
+
+def test_a_status_the_api_adds_one_day_changes_nothing(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
+    report = store.record([event("u-1", "expired", T0, "expired"), event("u-1", "sent", T1)])
+    assert dict(report.results) == {"stale": 1, "changed": 1}
+    assert [e["status"] for e in entries(redis_client, keys)] == ["sent"]
+
+
+def test_a_final_status_brought_by_parked_callbacks_is_reported_by_the_finish(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    store.record([event("u-1", "sent", T0, "sent"), event("u-1", "undelivered", T1)])
+    [entry] = running(redis_client, keys, own, "b-j1", '{"jobId": "j1"}')
+    assert ledger.claim("b-j1", ["j1"]) == ["claimed"]
+    accepted = Outcome(jobId="j1", status="accepted", channelType=CHANNEL, messageUuid="u-1")
+    report = ledger.finish(
+        CHANNEL, "b-j1", [Finished(entry, "j1", "accepted:u-1", accepted.to_wire())]
+    )
+    assert (report.unparked, report.unparked_finals) == (2, ("undelivered",))

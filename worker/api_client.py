@@ -44,6 +44,7 @@ class Answer:
     attempts: int
     transport_error: str | None = None
     paused: bool = False  # the circuit is open: the items wait to be sent later, no outcome
+    retry_after: float | None = None  # the server's Retry-After (s), on a lookup
 
     @property
     def error(self) -> tuple[int | None, str]:
@@ -160,7 +161,7 @@ class ApiClient:
             return dataclasses.replace(answer, paused=True)
         return answer
 
-    def lookup(self, message_uuids: list[str]) -> Answer:
+    def lookup(self, message_uuids: list[str], timeout_s: float) -> Answer:
         """GET /api/v1/message for these messages (at most 100: one page), once: the poller's
         schedule is its retry (a message not answered now is asked again later)."""
         params = httpx.QueryParams(
@@ -169,7 +170,7 @@ class ApiClient:
         started = time.perf_counter()
         status = "error"
         try:
-            response = self._http.get(MESSAGE_ENDPOINT, params=params)
+            response = self._http.get(MESSAGE_ENDPOINT, params=params, timeout=timeout_s)
             status = str(response.status_code)
         except httpx.TransportError as error:
             return _answer(error, 1)
@@ -177,7 +178,8 @@ class ApiClient:
             metrics.API_SECONDS.labels(f"GET {MESSAGE_ENDPOINT}", status).observe(
                 time.perf_counter() - started
             )
-        return _answer(response, 1)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return dataclasses.replace(_answer(response, 1), retry_after=retry_after)
 
 
 #: Answers that refuse the key, not the messages: they open the circuit at once.

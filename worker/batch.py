@@ -34,6 +34,7 @@ from tenacity import (
 
 from config import Settings
 from tasks import untrusted
+from tasks.api_terms import READ_STATUSES
 from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome, is_job_id
@@ -167,6 +168,10 @@ def _process(
         raise
     report.published = finish.published
     _warn_unpublished(channel, batch, finish)
+    for status in finish.unparked_finals:  # callbacks that came before the 201 was in
+        final = "delivered" if status in READ_STATUSES else status
+        metrics.STATUS.final.labels(channel, final, "callback").inc()
+        metrics.STATUS.time_to_final.labels(channel).observe(0.0)
     report.seconds = time.monotonic() - clock
     _count(report)
     log.info(report.log_line())

@@ -21,7 +21,7 @@ import orjson
 import redis
 
 from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
-from tasks.keys import CONSUMER_GROUP, Keys
+from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from tasks.tracking.store import key_names, with_status_model
 from worker.ownership import LeaseTimes, script, source, waiting_holder
 
@@ -47,6 +47,7 @@ class FinishReport:
     taken: int  # outcomes not published: another live batch holds the job
     acknowledged: int  # entries acknowledged and deleted
     unparked: int = 0  # callbacks that came before their message's outcome, applied now
+    unparked_finals: tuple[str, ...] = ()  # the final statuses those callbacks brought
 
 
 class Ledger:
@@ -108,7 +109,15 @@ class Ledger:
                 self._first_lookup_ms,
             ],
         )
-        return FinishReport(*(int(n) for n in reply))
+        published, already, taken, acknowledged, unparked, finals = reply
+        return FinishReport(
+            int(published),
+            int(already),
+            int(taken),
+            int(acknowledged),
+            int(unparked),
+            tuple(as_text(f) for f in finals),
+        )
 
     def release(self, batch: str, job_ids: Sequence[str]) -> None:
         """Give back the claims of a batch that could not finish, and end its lease."""

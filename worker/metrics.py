@@ -80,6 +80,11 @@ POLLS = Counter(
     "GET /api/v1/message requests of the status poller, by result: ok or error.",
     ["result"],
 )
+FORGOTTEN = Counter(
+    "revicom_status_forgotten",
+    "Accepted messages whose record expired before a final status (LEDGER_TTL_S, or Redis "
+    "lost it): no final status can be published for them.",
+)
 UNMATCHED = Counter(
     "revicom_callbacks_unmatched",
     "Callback events dropped after CALLBACK_PARK_S: their messageUuid never became known.",

@@ -25,10 +25,10 @@ from celery import bootsteps
 
 from config import Settings, get_settings
 from tasks.keys import Keys
-from tasks.tracking.events import give_up_row, lookup_row, now_text
+from tasks.tracking.events import lookup_row, now_text
 from tasks.tracking.store import StatusStore
 from worker import metrics
-from worker.api_client import ApiClient
+from worker.api_client import Answer, ApiClient
 from worker.circuit import Circuit
 from worker.ownership import script
 
@@ -38,12 +38,16 @@ log = logging.getLogger(__name__)
 #: this soon.
 POLLER = "poller"
 LEASE_MS = 10_000
+#: A lookup's timeout: well within the lease, so a slow API never lets a second poller in.
+LOOKUP_TIMEOUT_S = 5.0
 #: Messages in one lookup: the API's default page.
 LOOKUP_SIZE = 100
 #: How often a poller without the lease, or with nothing due, looks again (s).
 IDLE_S = 1.0
 #: How often parked callbacks are swept (s).
 SWEEP_EVERY_S = 10.0
+#: Longest pause of all lookups after failed ones in a row (s); the pause doubles from IDLE_S.
+MAX_PAUSE_S = 60.0
 
 
 class Poller:
@@ -61,6 +65,8 @@ class Poller:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="status-poller", daemon=True)
         self._next_sweep = 0.0
+        self._failures = 0  # failed lookups in a row
+        self._resume_at = 0.0  # no lookup before (time.monotonic())
 
     def start(self) -> None:
         self._thread.start()
@@ -92,38 +98,55 @@ class Poller:
         if now >= self._next_sweep:
             self._sweep()
             self._next_sweep = now + SWEEP_EVERY_S
-        if self._circuit.state().open:
-            return IDLE_S  # the API is down or refuses our key: lookups would fail too
-        lookup, given_up = self._store.due(LOOKUP_SIZE)
-        if given_up:
-            stamp = now_text()
-            recorded = self._store.record([give_up_row(u, c, stamp) for u, c in given_up])
-            metrics.STATUS.observe(recorded, "poll")
-            log.info("status poller: %d message(s) without a final status: unknown", len(given_up))
-        if not lookup:
-            return 0.0 if given_up else IDLE_S
-        self._look_up(lookup)
-        return 1 / self._settings.status_poll_rps
+        # While the API is down or refuses the key, nothing is looked up; give-ups go on.
+        lookups = now >= self._resume_at and not self._circuit.state().open
+        due = self._store.due(LOOKUP_SIZE, lookups=lookups)
+        metrics.STATUS.observe(due.given_up, "poll")
+        if due.given_up.finals:
+            log.info(
+                "status poller: %d message(s) without a final status: unknown",
+                len(due.given_up.finals),
+            )
+        if due.vanished:
+            metrics.FORGOTTEN.inc(due.vanished)
+            log.warning(
+                "status poller: %d message(s) forgotten before a final status (their record "
+                "expired: LEDGER_TTL_S, or Redis lost it)",
+                due.vanished,
+            )
+        if not due.lookup:
+            return 0.0 if due.given_up.finals else IDLE_S
+        return self._look_up(due.lookup)
 
-    def _look_up(self, uuids: list[str]) -> None:
-        answer = self._api.lookup(uuids)
+    def _look_up(self, uuids: list[str]) -> float:
+        """Look the messages up and record what came; the pause before the next lookup."""
+        answer = self._api.lookup(uuids, LOOKUP_TIMEOUT_S)
         items = _items(answer.body) if answer.status == 200 else None
         if items is None:
-            code, msg = answer.error
             metrics.POLLS.labels("error").inc()
+            self._failures += 1
+            pause = min(MAX_PAUSE_S, IDLE_S * 2 ** (self._failures - 1))
+            if answer.retry_after is not None:
+                pause = max(pause, min(answer.retry_after, MAX_PAUSE_S))
+            self._resume_at = time.monotonic() + pause
+            # The answer's body may hold the messages as sent (codes, numbers, a callbackUrl
+            # with credentials): only its status and shape are logged.
             log.warning(
-                "status poller: lookup of %d message(s) failed (%s %s %s); asked again later",
+                "status poller: lookup of %d message(s) failed (%s, %s); asked again later, "
+                "no lookup for %.0f s",
                 len(uuids),
-                answer.status,
-                code,
-                msg,
+                answer.status if answer.status is not None else "no answer",
+                _shape(answer),
+                pause,
             )
-            return
+            return IDLE_S
+        self._failures = 0
         metrics.POLLS.labels("ok").inc()
         stamp = now_text()
         asked = set(uuids)
         rows = [row for item in items if (row := lookup_row(item, stamp)) and row[0] in asked]
         metrics.STATUS.observe(self._store.record(rows), "poll")
+        return 1 / self._settings.status_poll_rps
 
     def _sweep(self) -> None:
         messages, events = self._store.sweep()
@@ -135,6 +158,15 @@ class Poller:
                 events,
                 messages,
             )
+
+
+def _shape(answer: Answer) -> str:
+    if answer.transport_error is not None:
+        return answer.transport_error.split(":", 1)[0]
+    body = answer.body
+    if isinstance(body, dict):
+        return "an object with " + ", ".join(sorted(map(str, body))[:10])
+    return f"a {type(body).__name__}"
 
 
 def _items(body: Any) -> list[Any] | None:

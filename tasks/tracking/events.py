@@ -8,18 +8,24 @@ skipped, never fatal.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, TypeGuard
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-
-from tasks.api_terms import API_STATUSES, CALLBACK_EVENTS
 
 #: What a messageUuid may be: the API's are UUIDs; anything else is stored as a key name.
 MESSAGE_UUID = r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,63}$"
 
 Row = list[str]  # see lua/status.lua: uuid, event, status, statusTime, errorCode, price, ...
+#: Bounds of what an event may carry, callbacks and lookups alike.
+INT32 = (-(2**31), 2**31 - 1)
+MAX_PRICE = 1e12
+MAX_PARTS = 1_000_000
+#: A status or event the API may add one day: taken, and changing nothing (a 400 would lose
+#: the other events of its body).
+WORD = r"^[a-z_]{1,32}$"
 
 
 def status_time(value: str) -> str:
@@ -46,25 +52,26 @@ def now_text() -> str:
 class CallbackPrice(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    totalPrice: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
+    totalPrice: Annotated[float, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)] | None = None
     currency: Annotated[str, StringConstraints(max_length=8)] | None = None
-    invoicedParts: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    invoicedParts: Annotated[int, Field(ge=0, le=MAX_PARTS)] | None = None
     final: bool | None = None
 
 
 class CallbackEvent(BaseModel):
     """One event of a callback body (notes.md: "Callback events"). Unknown fields are
-    ignored (a provider adds fields); `price` is our reading: the docs do not show where a
-    `price` event carries its amount, so an object like a lookup's `price` is taken."""
+    ignored and unknown statuses or events change nothing (a provider adds them); `price` is
+    our reading: the docs do not show where a `price` event carries its amount, so an object
+    like a lookup's `price` is taken."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
     message_uuid: Annotated[str, StringConstraints(pattern=MESSAGE_UUID)]
     channel_type: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,32}$")]
-    callback_event: Literal[CALLBACK_EVENTS]  # type: ignore[valid-type]
-    status: Literal[API_STATUSES]  # type: ignore[valid-type]
+    callback_event: Annotated[str, StringConstraints(pattern=WORD)]
+    status: Annotated[str, StringConstraints(pattern=WORD)]
     status_time: Annotated[str, StringConstraints(max_length=40)]
-    error_code: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    error_code: Annotated[int, Field(ge=INT32[0], le=INT32[1])] | None = None
     cascade_message_uuid: Annotated[str, StringConstraints(max_length=64)] | None = None
     cascade_step: Annotated[int, Field(ge=0, le=1000)] | None = None
     price: CallbackPrice | None = None
@@ -117,20 +124,23 @@ def lookup_row(item: Any, received_at: str) -> Row | None:
     if not isinstance(item, dict):
         return None
     uuid, status, when = item.get("messageUuid"), item.get("status"), item.get("statusTime")
-    if not isinstance(uuid, str) or status not in API_STATUSES or not isinstance(when, str):
+    if not isinstance(uuid, str) or not re.match(MESSAGE_UUID, uuid):
+        return None
+    if not isinstance(status, str) or not re.match(WORD, status) or not isinstance(when, str):
         return None
     try:
         when = status_time(when)
     except ValueError:
         return None
     code = item.get("errorCode")
+    code = code if _integer(code) and INT32[0] <= code <= INT32[1] else None
     price = item.get("price")
     return [
         uuid,
         "poll",
         status,
         when,
-        str(code) if isinstance(code, int) and not isinstance(code, bool) else "",
+        "" if code is None else str(code),
         _price_json(price if isinstance(price, dict) else None),
         str(item.get("channelType") or ""),
         "poll",
@@ -138,24 +148,27 @@ def lookup_row(item: Any, received_at: str) -> Row | None:
     ]
 
 
-def give_up_row(message_uuid: str, channel: str, now: str) -> Row:
-    """The final status `unknown`: nothing came before STATUS_GIVE_UP_S."""
-    return [message_uuid, "give_up", "unknown", now, "", "", channel, "poll", now]
-
-
 def _price_json(price: dict[str, Any] | None) -> str:
-    """The price in one spelling (sorted keys) so that an unchanged price compares equal."""
+    """The price in one spelling (sorted keys) so that an unchanged price compares equal; a
+    part out of the callbacks' bounds (CallbackPrice) is left out, as is a price of none."""
     if not price:
         return ""
-    amount = price.get("totalPrice")
-    if isinstance(amount, float) and not math.isfinite(amount):
-        return ""
+    amount, parts = price.get("totalPrice"), price.get("invoicedParts")
+    currency, final = price.get("currency"), price.get("final")
     kept = {
-        "totalPrice": amount if isinstance(amount, int | float) else None,
-        "currency": price.get("currency") if isinstance(price.get("currency"), str) else None,
-        "invoicedParts": price.get("invoicedParts")
-        if isinstance(price.get("invoicedParts"), int)
-        else None,
-        "final": price.get("final") if isinstance(price.get("final"), bool) else None,
+        "totalPrice": amount if _number(amount) and 0 <= amount <= MAX_PRICE else None,
+        "currency": currency if isinstance(currency, str) and len(currency) <= 8 else None,
+        "invoicedParts": parts if _integer(parts) and 0 <= parts <= MAX_PARTS else None,
+        "final": final if isinstance(final, bool) else None,
     }
+    if not any(v is not None for v in kept.values()):
+        return ""
     return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return _integer(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _integer(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

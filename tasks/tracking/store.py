@@ -18,8 +18,9 @@ import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 
 from config import Settings
+from tasks.api_terms import READ_STATUSES
 from tasks.keys import Keys, as_text
-from tasks.tracking.events import Row
+from tasks.tracking.events import Row, now_text
 
 LUA = Path(__file__).parent / "lua"
 #: Status rules every script that applies events starts with.
@@ -54,6 +55,13 @@ class Recorded:
     finals: list[tuple[str, str, float]] = field(default_factory=list)  # channel, status, s
 
 
+@dataclass(frozen=True)
+class Due:
+    lookup: list[str]  # messageUuids to look up now
+    given_up: Recorded  # final statuses `unknown` published
+    vanished: int  # due messages whose record had expired: nothing could be published
+
+
 def _source(name: str) -> str:
     return with_status_model((LUA / f"{name}.lua").read_text(encoding="utf-8"))
 
@@ -70,11 +78,12 @@ class _Args:
 
 def _recorded(rows: Sequence[Row], reply: Any) -> Recorded:
     done = Recorded()
-    for row, (result, age_ms) in zip(rows, reply, strict=True):
+    for row, (result, age_ms, channel) in zip(rows, reply, strict=True):
         name = as_text(result)
         done.results[name] += 1
         if name == "final":
-            done.finals.append((row[6], row[2], max(0.0, int(age_ms) / 1000)))
+            status = "delivered" if row[2] in READ_STATUSES else row[2]
+            done.finals.append((as_text(channel), status, max(0.0, int(age_ms) / 1000)))
     return done
 
 
@@ -93,19 +102,27 @@ class StatusStore:
             return Recorded()
         return _recorded(rows, self._record(args=self._args.record(rows)))
 
-    def due(self, limit: int) -> tuple[list[str], list[tuple[str, str]]]:
-        """Messages to look up now, and those given up (messageUuid, channel)."""
+    def due(self, limit: int, *, lookups: bool = True) -> Due:
+        """Messages to look up now (none with `lookups` False: the circuit is open); those
+        past STATUS_GIVE_UP_S get their final status `unknown` in the same step."""
         s = self._settings
-        lookup, given_up = self._due(
+        lookup, given_up, vanished = self._due(
             args=[
                 self._args.names,
                 limit,
                 int(s.status_poll_after_s * 1000),
                 int(s.status_poll_max_interval_s * 1000),
                 int(s.status_give_up_s * 1000),
+                self._args.ttl_s,
+                int(lookups),
+                now_text(),
             ]
         )
-        return [as_text(u) for u in lookup], [(as_text(u), as_text(c)) for u, c in given_up]
+        gave_up = Recorded()
+        for channel, age_ms in given_up:
+            gave_up.results["final"] += 1
+            gave_up.finals.append((as_text(channel), "unknown", int(age_ms) / 1000))
+        return Due([as_text(u) for u in lookup], gave_up, int(vanished))
 
     def sweep(self, limit: int = 1000) -> tuple[int, int]:
         """Drop parked events past their wait: (messages, events)."""

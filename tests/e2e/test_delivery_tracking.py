@@ -188,6 +188,18 @@ def test_without_callback_url_polling_alone_gives_every_final(tracked: Tracked) 
     assert "callbackUrl" not in sent["poll 3"]
 
 
+def test_a_message_read_before_its_lookup_is_delivered(tracked: Tracked) -> None:
+    """A lookup shows the status now: `read` for a read WHATSAPP message. Its one final
+    status is `delivered`, then `read` follows."""
+    tracked.deliver(readFraction=1.0, sentAfterMs=0, finalAfterMs=100)
+    jobs = [{"jobId": f"wa-{i}", "message": variant("WHATSAPP")} for i in range(10)]
+    tracked.e2e.producer.enqueue_many(jobs)
+    tracked.e2e.start_worker(**TRACKING)
+    assert set(assert_one_final_each_as_the_sandbox_says(tracked, 10).values()) == {"poll"}
+    after = [e for _, e in iter_statuses(tracked.e2e.redis, tracked.e2e.keys) if not e.final]
+    assert {e.status for e in after} == {"read"}
+
+
 def test_with_callback_url_a_job_with_its_own_is_sent_untouched(tracked: Tracked) -> None:
     own_url = "https://app.example.com/dlr"
     tracked.deliver()

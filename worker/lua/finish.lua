@@ -29,9 +29,9 @@
 -- uuid is mapped to its jobId and scheduled for a status lookup, and callbacks parked under it
 -- (they came before this step) are applied.
 -- Returns {published, final already, held by another live batch, entries acknowledged,
--- parked callbacks applied}.
+-- parked callbacks applied, {the final status each of them reached, if any}}.
 local claim = 'inflight:' .. ARGV[2]
-local published, already, taken, acked, unparked = 0, 0, 0, 0, 0
+local published, already, taken, acked, unparked, finals = 0, 0, 0, 0, 0, {}
 local N = cjson.decode(ARGV[9])
 local now = now_ms()
 
@@ -42,8 +42,11 @@ local function accepted(uuid, job_id)
   redis.call('ZADD', N.tracking, now + tonumber(ARGV[11]), uuid)
   local parked = redis.call('LRANGE', N.parked .. uuid, 0, -1)
   if #parked > 0 then
-    for _, ev in ipairs(parked) do
-      apply(N, cjson.decode(ev), ARGV[5])
+    for _, raw in ipairs(parked) do
+      local ev = cjson.decode(raw)
+      if apply(N, ev, ARGV[5]) == 'final' then
+        finals[#finals + 1] = ev[3]
+      end
     end
     redis.call('DEL', N.parked .. uuid)
     redis.call('ZREM', N.parkedIndex, uuid)
@@ -104,4 +107,4 @@ if #left > 0 then
 end
 redis.call('DEL', KEYS[2])
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return {published, already, taken, acked, unparked}
+return {published, already, taken, acked, unparked, finals}
