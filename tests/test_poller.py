@@ -139,12 +139,12 @@ def test_an_api_error_or_an_unknown_message_costs_nothing(
     time.sleep(0.1)
     poller = pollers[0]
     poller.tick()  # a 500: lookups pause a second
-    assert poller._resume_at > time.monotonic()  # noqa: SLF001
+    assert poller._resume_at > time.monotonic()
     assert redis_client.hget(keys.message("not-at-the-api"), "polls") == b"1"
     time.sleep(1.1)
     poller.tick()  # answered, without this message
     assert redis_client.hget(keys.message("not-at-the-api"), "polls") == b"2"
-    assert poller._failures == 0  # noqa: SLF001
+    assert poller._failures == 0
     assert entries(redis_client, keys) == []
     assert redis_client.zscore(keys.tracking, "not-at-the-api") is not None
 
