@@ -172,7 +172,7 @@ def test_parked_callbacks_past_their_wait_are_swept(
     pollers[0].tick()
     assert redis_client.exists(keys.parked("u-stray"))
     redis_client.zadd(keys.parked_index, {"u-stray": 0})
-    pollers[0]._next_sweep = 0
+    pollers[0]._next_sweep = 0  # due now: the sweep runs every 10 s
     pollers[0].tick()
     assert not redis_client.exists(keys.parked("u-stray"))
 
@@ -210,7 +210,7 @@ def test_failed_lookups_pause_them_all_and_log_no_body(
     poller.tick()
     requests = sandbox.get("/_sandbox/stats").json()["requests"]
     assert requests == 0  # lookups are not counted as API sends...
-    assert poller._resume_at - time.monotonic() > 2
+    assert poller._resume_at - time.monotonic() > 2  # but Retry-After holds them all
     time.sleep(0.5)
     redis_client.zadd(keys.tracking, {"u-1": 0})
     poller.tick()
