@@ -74,6 +74,8 @@ flower: install
 bench: install
 	$(PY) -m bench.sandbox_throughput
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.callback_path
+	$(PY) -m bench.receiver_ingest
 	$(PY) -m bench.cli_memory
 
 clean:

@@ -4,8 +4,16 @@
 2. throughput: N SMS jobs enqueued with the producer, from the first enqueue to the last
    outcome, and the pod's CPU seconds per 1,000 messages;
 3. OTP latency: FLASHCALL jobs enqueued one every 10 ms while an N-SMS campaign flows,
-   from enqueue to arrival at the sandbox (p50, p99).
-All parts run in one go on the same machine, so their ratios are comparable.
+   from enqueue to arrival at the sandbox (p50, p99);
+4. time to final: part 2 again with delivery tracking on: the sandbox delivers every message
+   (`sent` 200 ms, `delivered` 1 s after its creation) and calls back a receiver process
+   (`revicom-dispatch callbacks`), a second pod asking for `sent` and `delivered` callbacks
+   (CALLBACK_URL). Its throughput (enqueue to last outcome) against part 2's, and for every
+   job the delay from the message's creation at the sandbox to its final entry on the statuses
+   stream (the entry id's time), less the plan's finalAfterMs: p50, p99, max. Every job must
+   get exactly one final entry, or the benchmark fails.
+All parts run in one go on the same machine, so their ratios are comparable; part 2 runs
+without callbacks, as before they existed.
 """
 
 from __future__ import annotations
@@ -17,22 +25,27 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from statistics import quantiles
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
 import redis
 
+from bench.proc import cpu_seconds, redis_cpu_seconds
 from bench.report import report
-from devenv.processes import sandbox_process
+from devenv.processes import RunningServer, receiver_process, sandbox_process
 from devenv.redis_server import ensure_redis
 from tasks.contract import ContractContext
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys
 from tasks.producer import Producer
 
 TOKEN = "bench-token"
+#: Part 4's delivery plan: every message delivered, its final status due 1 s after creation.
+DELIVERY = {"sentAfterMs": 200, "finalAfterMs": 1000}
+CALLBACK_USER, CALLBACK_PASSWORD = "bench", "bench-callback-password"
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 
 
@@ -121,15 +134,19 @@ def wait_for(client: redis.Redis, keys: Keys, count: int, timeout: float) -> flo
     return time.perf_counter()
 
 
-def throughput(client: redis.Redis, keys: Keys, pod: Pod, n: int) -> dict[str, Any]:
+def throughput(
+    client: redis.Redis, keys: Keys, pod: Pod, n: int, *, sandbox_pid: int, tag: str = "campaign"
+) -> dict[str, Any]:
     producer = Producer(client, keys, context=ContractContext())
-    jobs = sms_jobs(n, "campaign")
-    cpu_before = pod.cpu_seconds()
+    jobs = sms_jobs(n, tag)
+    already = client.xlen(keys.results)
+    cpu_before, sandbox_before = pod.cpu_seconds(), cpu_seconds(sandbox_pid)
     started = time.perf_counter()
     producer.enqueue_many(jobs)
     enqueued = time.perf_counter()
-    finished = wait_for(client, keys, n, timeout=600)
+    finished = wait_for(client, keys, already + n, timeout=600)
     cpu = pod.cpu_seconds() - cpu_before
+    sandbox_cpu = cpu_seconds(sandbox_pid) - sandbox_before
     return {
         "messages": n,
         "enqueue_seconds": round(enqueued - started, 3),
@@ -137,6 +154,7 @@ def throughput(client: redis.Redis, keys: Keys, pod: Pod, n: int) -> dict[str, A
         "messages_per_second": round(n / (finished - started)),
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_seconds_per_1000": round(cpu / (n / 1000), 4),
+        "sandbox_cpu_seconds": round(sandbox_cpu, 2),
     }
 
 
@@ -190,6 +208,139 @@ def otp_latency(url: str, keys: Keys, sandbox: str, n: int) -> dict[str, Any]:
     }
 
 
+def created_at(sandbox: str) -> dict[str, float]:
+    """messageUuid → when the sandbox created it (unix time), for every message it holds."""
+    created: dict[str, float] = {}
+    page = 20_000
+    while True:
+        records = httpx.get(
+            f"{sandbox}/_sandbox/received",
+            params={"offset": len(created), "limit": page},
+            timeout=120,
+        ).json()
+        created |= {r["messageUuid"]: r["receivedAt"] for r in records}
+        if len(records) < page:
+            return created
+
+
+class Final(NamedTuple):
+    at: float  # the entry's time (its id), unix
+    status: str
+    message_uuid: str
+    received: float  # when the receiver had read the request carrying it (receivedAt), unix
+
+
+def final_entries(client: redis.Redis, keys: Keys) -> dict[str, list[Final]]:
+    """jobId → its final entries on the statuses stream."""
+    finals: dict[str, list[Final]] = {}
+    start = "-"
+    while True:
+        batch: Any = client.xrange(keys.statuses, min=start, count=10_000)
+        if not batch:
+            return finals
+        for entry_id, fields in batch:
+            status = orjson.loads(fields[STATUS_FIELD.encode()])
+            if status["final"]:
+                at = int(entry_id.split(b"-")[0]) / 1000
+                received = datetime.fromisoformat(status["receivedAt"]).timestamp()
+                finals.setdefault(status["jobId"], []).append(
+                    Final(at, status["status"], status["messageUuid"], received)
+                )
+        start = f"({batch[-1][0].decode()}"
+
+
+def wait_callbacks(sandbox: str, timeout: float) -> dict[str, Any]:
+    """The sandbox's callback counters once nothing is pending (every event acknowledged or
+    given up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = httpx.get(f"{sandbox}/_sandbox/callbacks", timeout=30).json()
+        if stats["pending"] == 0:
+            return stats
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"callbacks still pending after {timeout} s: {stats}")
+        time.sleep(0.1)
+
+
+def time_to_final(
+    url: str, keys: Keys, server: RunningServer, env: dict[str, str], n: int
+) -> dict[str, Any]:
+    """Part 4 (see the module's docstring)."""
+    sandbox = server.url
+    client = redis.Redis.from_url(url)
+    httpx.post(f"{sandbox}/_sandbox/reset").raise_for_status()
+    httpx.put(f"{sandbox}/_sandbox/delivery", json=DELIVERY).raise_for_status()
+    env = {**env, "CALLBACK_USERNAME": CALLBACK_USER, "CALLBACK_PASSWORD": CALLBACK_PASSWORD}
+    with receiver_process(env, log=Path("bench-results/receiver.log")) as receiver:
+        host = receiver.url.removeprefix("http://")
+        callback_url = f"http://{CALLBACK_USER}:{CALLBACK_PASSWORD}@{host}/callbacks"
+        pod = Pod(
+            {**env, "CALLBACK_URL": callback_url, "CALLBACK_EVENTS": "sent,delivered"},
+            Path("bench-results/pod-callbacks.log"),
+        )
+        try:
+            time.sleep(3)  # both nodes up
+            receiver_before, redis_before = cpu_seconds(receiver.pid), redis_cpu_seconds(client)
+            started = time.time()
+            figures = throughput(client, keys, pod, n, sandbox_pid=server.pid, tag="tracked")
+            callbacks = wait_callbacks(sandbox, timeout=600)
+            drained = time.time()
+            receiver_cpu = cpu_seconds(receiver.pid) - receiver_before
+            redis_cpu = redis_cpu_seconds(client) - redis_before
+        finally:
+            pod.stop()
+    created = created_at(sandbox)
+    finals = final_entries(client, keys)
+    final_after = DELIVERY["finalAfterMs"] / 1000
+    problems = []
+    jobs = [job["jobId"] for job in sms_jobs(n, "tracked")]
+    missing = [job for job in jobs if job not in finals]
+    several = [job for job in jobs if len(finals.get(job, ())) > 1]
+    undelivered = [job for job in jobs if any(f.status != "delivered" for f in finals.get(job, ()))]
+    if missing or several or undelivered or len(finals) != n:
+        problems.append(
+            f"{len(missing)} jobs without a final entry, {len(several)} with several, "
+            f"{len(undelivered)} not delivered, {len(finals)} jobs with finals for {n} jobs"
+        )
+    if callbacks["givenUp"] or callbacks["dropped"]:
+        problems.append(f"the sandbox gave up or dropped callbacks: {callbacks}")
+    if problems:
+        raise RuntimeError("time to final: " + "; ".join(problems))
+    firsts = [entries[0] for entries in finals.values()]
+    by_creation = sorted(
+        (created[f.message_uuid], f.at - created[f.message_uuid] - final_after) for f in firsts
+    )
+    delays = sorted(delay * 1000 for _, delay in by_creation)
+    cuts = quantiles(delays, n=100)
+    # From the receiver reading the request to the entry: the part spent in the receiver.
+    inside = quantiles([(f.at - f.received) * 1000 for f in firsts], n=100)
+    tenth = max(1, n // 10)
+    first = quantiles([d * 1000 for _, d in by_creation[:tenth]], n=100)
+    last = quantiles([d * 1000 for _, d in by_creation[-tenth:]], n=100)
+    last_final = max(f.at for f in firsts)
+    events = callbacks["eventsSent"]
+    figures |= {
+        "delivery_plan": DELIVERY,
+        "jobs_with_one_final": len(finals),
+        "final_delay_p50_ms": round(cuts[49], 1),
+        "final_delay_p99_ms": round(cuts[98], 1),
+        "final_delay_max_ms": round(delays[-1], 1),
+        "final_delay_p50_ms_first_tenth": round(first[49], 1),
+        "final_delay_p50_ms_last_tenth": round(last[49], 1),
+        "of_which_in_receiver_p50_ms": round(inside[49], 1),
+        "of_which_in_receiver_p99_ms": round(inside[98], 1),
+        "seconds_to_last_final": round(last_final - started, 3),
+        "callback_events": events,
+        "callback_posts": callbacks["postsAttempted"],
+        "callback_posts_failed": callbacks["postsFailed"],
+        "receiver_cpu_seconds": round(receiver_cpu, 2),
+        "receiver_cpu_seconds_per_10000_events": round(receiver_cpu / (events / 10_000), 3),
+        "receiver_cpu_share": round(receiver_cpu / (drained - started), 2),
+        "redis_cpu_share": round(redis_cpu / (drained - started), 2),
+    }
+    return figures
+
+
 def run(n: int) -> dict[str, Any]:
     with ensure_redis(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")) as url:
         client = redis.Redis.from_url(url)
@@ -207,17 +358,25 @@ def run(n: int) -> dict[str, Any]:
                 pod = Pod(env, Path("bench-results/pod.log"))
                 try:
                     time.sleep(3)  # both nodes up
-                    results["throughput"] = throughput(client, keys, pod, n)
+                    results["throughput"] = throughput(
+                        client, keys, pod, n, sandbox_pid=sandbox.pid
+                    )
                     httpx.delete(f"{sandbox.url}/_sandbox/received")
                     results["otp_latency"] = otp_latency(url, keys, sandbox.url, n)
                 finally:
                     pod.stop()
+                results["time_to_final"] = time_to_final(url, keys, sandbox, env, n)
         finally:
             stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
             for i in range(0, len(stale), 1000):
                 client.delete(*stale[i : i + 1000])
     results["throughput"]["share_of_ceiling"] = round(
         results["throughput"]["messages_per_second"] / results["ceiling"]["messages_per_second"],
+        3,
+    )
+    results["time_to_final"]["throughput_vs_part_2"] = round(
+        results["time_to_final"]["messages_per_second"]
+        / results["throughput"]["messages_per_second"],
         3,
     )
     results["machine"] = f"{os.cpu_count()} cores, everything on this machine"
@@ -230,7 +389,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results/pipeline.json"))
     args = parser.parse_args()
     results = run(args.messages)
-    report(results, args.out, width=32)
+    report(results, args.out, width=40)
 
 
 if __name__ == "__main__":
