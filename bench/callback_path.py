@@ -17,13 +17,12 @@ import json
 import os
 import time
 from pathlib import Path
-from statistics import quantiles
 from typing import Any
 
 import httpx
 import redis
 
-from bench.pipeline import DELIVERY, created_at, final_entries, wait_callbacks
+from bench.pipeline import DELIVERY, created_at, delay_figures, final_entries, wait_callbacks
 from bench.proc import cpu_seconds, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import receiver_process, sandbox_process
@@ -109,16 +108,7 @@ def run(n: int, rate: float) -> dict[str, Any]:
             f"callback path: {len(finals)} of {n} messages have a final entry, {several} have "
             f"several; sandbox: {callbacks}"
         )
-    final_after = DELIVERY["finalAfterMs"] / 1000
     firsts = [entries[0] for entries in finals.values()]
-    by_creation = sorted(
-        (created[f.message_uuid], f.at - created[f.message_uuid] - final_after) for f in firsts
-    )
-    delays = sorted(delay * 1000 for _, delay in by_creation)
-    cuts = quantiles(delays, n=100)
-    tenth = max(1, n // 10)
-    first = quantiles([d * 1000 for _, d in by_creation[:tenth]], n=100)
-    last = quantiles([d * 1000 for _, d in by_creation[-tenth:]], n=100)
     events = callbacks["eventsSent"]
     return {
         "path": {
@@ -127,11 +117,7 @@ def run(n: int, rate: float) -> dict[str, Any]:
             "send_seconds": round(sent - started, 2),
             "delivery_plan": DELIVERY,
             "jobs_with_one_final": len(finals),
-            "final_delay_p50_ms": round(cuts[49], 1),
-            "final_delay_p99_ms": round(cuts[98], 1),
-            "final_delay_max_ms": round(delays[-1], 1),
-            "final_delay_p50_ms_first_tenth": round(first[49], 1),
-            "final_delay_p50_ms_last_tenth": round(last[49], 1),
+            **delay_figures(firsts, created),
             "seconds_after_last_send_to_drained": round(drained - sent, 2),
             "callback_events": events,
             "sandbox_cpu_seconds": round(sandbox_cpu, 2),

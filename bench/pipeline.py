@@ -249,6 +249,27 @@ def final_entries(client: redis.Redis, keys: Keys) -> dict[str, list[Final]]:
         start = f"({batch[-1][0].decode()}"
 
 
+def delay_figures(firsts: list[Final], created: dict[str, float]) -> dict[str, float]:
+    """How long after the sandbox's plan each first final entry came (ms): p50, p99, max,
+    and the p50 of the first and the last tenth of the messages (is the path falling behind?)."""
+    final_after = DELIVERY["finalAfterMs"] / 1000
+    by_creation = sorted(
+        (created[f.message_uuid], f.at - created[f.message_uuid] - final_after) for f in firsts
+    )
+    delays = sorted(delay * 1000 for _, delay in by_creation)
+    cuts = quantiles(delays, n=100)
+    tenth = max(1, len(by_creation) // 10)
+    first = quantiles([d * 1000 for _, d in by_creation[:tenth]], n=100)
+    last = quantiles([d * 1000 for _, d in by_creation[-tenth:]], n=100)
+    return {
+        "final_delay_p50_ms": round(cuts[49], 1),
+        "final_delay_p99_ms": round(cuts[98], 1),
+        "final_delay_max_ms": round(delays[-1], 1),
+        "final_delay_p50_ms_first_tenth": round(first[49], 1),
+        "final_delay_p50_ms_last_tenth": round(last[49], 1),
+    }
+
+
 def wait_callbacks(sandbox: str, timeout: float) -> dict[str, Any]:
     """The sandbox's callback counters once nothing is pending (every event acknowledged or
     given up)."""
@@ -291,7 +312,6 @@ def time_to_final(
             pod.stop()
     created = created_at(sandbox)
     finals = final_entries(client, keys)
-    final_after = DELIVERY["finalAfterMs"] / 1000
     problems = []
     jobs = [job["jobId"] for job in sms_jobs(n, "tracked")]
     missing = [job for job in jobs if job not in finals]
@@ -307,26 +327,14 @@ def time_to_final(
     if problems:
         raise RuntimeError("time to final: " + "; ".join(problems))
     firsts = [entries[0] for entries in finals.values()]
-    by_creation = sorted(
-        (created[f.message_uuid], f.at - created[f.message_uuid] - final_after) for f in firsts
-    )
-    delays = sorted(delay * 1000 for _, delay in by_creation)
-    cuts = quantiles(delays, n=100)
     # From the receiver reading the request to the entry: the part spent in the receiver.
     inside = quantiles([(f.at - f.received) * 1000 for f in firsts], n=100)
-    tenth = max(1, n // 10)
-    first = quantiles([d * 1000 for _, d in by_creation[:tenth]], n=100)
-    last = quantiles([d * 1000 for _, d in by_creation[-tenth:]], n=100)
     last_final = max(f.at for f in firsts)
     events = callbacks["eventsSent"]
     figures |= {
         "delivery_plan": DELIVERY,
         "jobs_with_one_final": len(finals),
-        "final_delay_p50_ms": round(cuts[49], 1),
-        "final_delay_p99_ms": round(cuts[98], 1),
-        "final_delay_max_ms": round(delays[-1], 1),
-        "final_delay_p50_ms_first_tenth": round(first[49], 1),
-        "final_delay_p50_ms_last_tenth": round(last[49], 1),
+        **delay_figures(firsts, created),
         "of_which_in_receiver_p50_ms": round(inside[49], 1),
         "of_which_in_receiver_p99_ms": round(inside[98], 1),
         "seconds_to_last_final": round(last_final - started, 3),
