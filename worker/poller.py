@@ -8,8 +8,10 @@ takes it off the schedule. One poller at a time, across all pods, holds the leas
 for up to 100 due messages a request, at most STATUS_POLL_RPS requests a second, and applies
 what it finds like a callback (source `poll`). A message still open is asked again after a
 pause that doubles (up to STATUS_POLL_MAX_INTERVAL_S); one still open STATUS_GIVE_UP_S after
-its 201 gets the final status `unknown`. The poller also drops parked callbacks whose wait is
-over, and counts them.
+its 201 gets the final status `unknown`, in the step that takes it off the schedule. No lookup
+is made while the API circuit is open, and failed lookups pause them all (doubling, or as the
+API's Retry-After says); give-ups go on meanwhile. The poller also drops parked callbacks whose
+wait is over, and counts them.
 """
 
 from __future__ import annotations
