@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 #: What a messageUuid may be: the API's are UUIDs; anything else is stored as a key name.
-MESSAGE_UUID = r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,63}$"
+MESSAGE_UUID = r"[A-Za-z0-9][A-Za-z0-9\-_.]{0,63}"
 
 Row = list[str]  # see lua/status.lua: uuid, event, status, statusTime, errorCode, price, ...
 #: Bounds of what an event may carry, callbacks and lookups alike.
@@ -25,7 +25,7 @@ MAX_PRICE = 1e12
 MAX_PARTS = 1_000_000
 #: A status or event the API may add one day: taken, and changing nothing (a 400 would lose
 #: the other events of its body).
-WORD = r"^[a-z_]{1,32}$"
+WORD = r"[a-z_]{1,32}"
 
 
 def status_time(value: str) -> str:
@@ -66,10 +66,11 @@ class CallbackEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    message_uuid: Annotated[str, StringConstraints(pattern=MESSAGE_UUID)]
+    # Anchored: pydantic searches a pattern (its `$` is the text's end, as `\Z`).
+    message_uuid: Annotated[str, StringConstraints(pattern=f"^{MESSAGE_UUID}$")]
     channel_type: Annotated[str, StringConstraints(pattern=r"^[A-Z_]{1,32}$")]
-    callback_event: Annotated[str, StringConstraints(pattern=WORD)]
-    status: Annotated[str, StringConstraints(pattern=WORD)]
+    callback_event: Annotated[str, StringConstraints(pattern=f"^{WORD}$")]
+    status: Annotated[str, StringConstraints(pattern=f"^{WORD}$")]
     status_time: Annotated[str, StringConstraints(max_length=40)]
     error_code: Annotated[int, Field(ge=INT32[0], le=INT32[1])] | None = None
     cascade_message_uuid: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -124,9 +125,9 @@ def lookup_row(item: Any, received_at: str) -> Row | None:
     if not isinstance(item, dict):
         return None
     uuid, status, when = item.get("messageUuid"), item.get("status"), item.get("statusTime")
-    if not isinstance(uuid, str) or not re.match(MESSAGE_UUID, uuid):
+    if not isinstance(uuid, str) or not re.fullmatch(MESSAGE_UUID, uuid):
         return None
-    if not isinstance(status, str) or not re.match(WORD, status) or not isinstance(when, str):
+    if not isinstance(status, str) or not re.fullmatch(WORD, status) or not isinstance(when, str):
         return None
     try:
         when = status_time(when)
