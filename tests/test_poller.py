@@ -3,6 +3,7 @@ lookups of due messages, backoff on errors, give-up, parked callbacks swept."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -224,3 +225,27 @@ def test_an_answer_of_another_shape_is_logged_by_its_shape_only() -> None:
     assert _items(body) is None
     assert _items({"items": []}) == []
     assert _shape(Answer(None, None, 1, "ReadTimeout: timed out")) == "ReadTimeout"
+
+
+def test_the_poller_thread_looks_up_by_itself_and_stops(
+    *,
+    sandbox: httpx.Client,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    settings: Settings,
+) -> None:
+    sandbox.put("/_sandbox/delivery", json={"sentAfterMs": 0, "finalAfterMs": 0}).raise_for_status()
+    [message] = sent_to_sandbox(sandbox, 1)
+    accept(redis_client, keys, own, ledger, "j-thread", uuid=message)
+    poller = Poller(settings, "node-c")
+    poller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not entries(redis_client, keys) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    assert [(e["jobId"], e["final"]) for e in entries(redis_client, keys)] == [("j-thread", True)]
+    assert redis_client.get(keys.lease("poller")) == b"node-c-" + str(os.getpid()).encode()

@@ -3,6 +3,7 @@ the `accepted` outcome, events applied by its rules, parked events, the lookup s
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,14 @@ import jsonschema  # type: ignore[import-untyped]
 import orjson
 import pytest
 import redis
+import redis.asyncio
 
 from config import Settings
 from tasks.jobs import Outcome
 from tasks.keys import Keys, as_text
 from tasks.statuses import history, iter_statuses
 from tasks.tracking.events import Row
-from tasks.tracking.store import StatusStore
+from tasks.tracking.store import AsyncStatusStore, Recorded, StatusStore
 from tests.test_finish_script import CHANNEL, running
 from worker.ledger import Finished, Ledger
 from worker.ownership import LeaseTimes, Ownership
@@ -393,3 +395,29 @@ def test_a_final_status_brought_by_parked_callbacks_is_reported_by_the_finish(
         CHANNEL, "b-j1", [Finished(entry, "j1", "accepted:u-1", accepted.to_wire())]
     )
     assert (report.unparked, report.unparked_finals) == (2, ("undelivered",))
+
+
+def test_the_receivers_store_applies_like_the_pollers(
+    *,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    settings: Settings,
+    redis_url: str,
+) -> None:
+    accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
+
+    async def record() -> tuple[Recorded, Recorded]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            store = AsyncStatusStore(client, keys, settings)
+            return await store.record([event("u-1", "delivered", T1)]), await store.record([])
+        finally:
+            await client.aclose()
+
+    done, nothing = asyncio.run(record())
+    assert dict(done.results) == {"final": 1}
+    assert done.finals[0][:2] == ("SMS", "delivered")
+    assert nothing.results == {}
+    assert [e["status"] for e in entries(redis_client, keys)] == ["delivered"]
