@@ -48,9 +48,10 @@ class Access:
             return True
         scheme, _, value = (header or "").partition(" ")
         try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
+            decoded = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
-            user, password = b"", b""
+            return False  # no credentials to compare: nothing to learn from its timing
+        user, _, password = decoded.partition(b":")  # a password may hold colons, a user not
         user_ok = hmac.compare_digest(user, self.credentials[0])
         password_ok = hmac.compare_digest(password, self.credentials[1])
         return scheme.lower() == "basic" and user_ok and password_ok

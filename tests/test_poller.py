@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -222,9 +223,14 @@ def test_failed_lookups_pause_them_all_and_log_no_body(
 def test_an_answer_of_another_shape_is_logged_by_its_shape_only() -> None:
     body = {"data": [{"content": "Your code is 4711", "callbackUrl": "https://cb:S3cret@x/"}]}
     assert _shape(Answer(200, body, 1)) == "an object with data"
+    assert _shape(Answer(200, {"meta": 1, **body}, 1)) == "an object with data, meta"
+    eleven = {f"k{i:02d}": i for i in range(11)}
+    assert _shape(Answer(200, eleven, 1)) == "an object with " + ", ".join(sorted(eleven)[:10])
+    assert _shape(Answer(200, "<html>", 1)) == "a str"
     assert _items(body) is None
     assert _items({"items": []}) == []
-    assert _shape(Answer(None, None, 1, "ReadTimeout: timed out")) == "ReadTimeout"
+    assert _items([{"messageUuid": "u"}]) == [{"messageUuid": "u"}]
+    assert _shape(Answer(None, None, 1, "ReadTimeout: timed out: 5 s")) == "ReadTimeout"
 
 
 def test_the_poller_thread_looks_up_by_itself_and_stops(
@@ -240,12 +246,25 @@ def test_the_poller_thread_looks_up_by_itself_and_stops(
     [message] = sent_to_sandbox(sandbox, 1)
     accept(redis_client, keys, own, ledger, "j-thread", uuid=message)
     poller = Poller(settings, "node-c")
+    real_tick, calls = poller.tick, []
+
+    def failing_first(self: Poller) -> float:
+        """Redis down, then a bug of ours: the thread goes on after either."""
+        calls.append(1)
+        if len(calls) == 1:
+            raise redis.ConnectionError("Redis is restarting")
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return real_tick()
+
+    poller.tick = types.MethodType(failing_first, poller)  # type: ignore[method-assign]
     poller.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while not entries(redis_client, keys) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         poller.stop()
     assert [(e["jobId"], e["final"]) for e in entries(redis_client, keys)] == [("j-thread", True)]
+    assert len(calls) >= 3
     assert redis_client.get(keys.lease("poller")) == b"node-c-" + str(os.getpid()).encode()

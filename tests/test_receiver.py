@@ -309,6 +309,7 @@ def basic(user: bytes, password: bytes) -> str:
     [
         (basic(b"dlr", b"s3cret-pass"), True),
         ("basic " + base64.b64encode(b"dlr:s3cret-pass").decode(), True),
+        ("Basic  " + base64.b64encode(b"dlr:s3cret-pass").decode() + " ", True),
         (basic(b"dlr", b"s3cret-pass:x"), False),
         (basic(b"dlr", b"s3cret-pas"), False),
         (basic(b"dl", b"s3cret-pass"), False),
@@ -323,3 +324,9 @@ def basic(user: bytes, password: bytes) -> str:
 def test_credentials_in_process(header: str | None, allowed: bool) -> None:
     access = Access.from_settings(Settings(callback_username=USER, callback_password=PASSWORD))
     assert access.authorized(header) is allowed
+
+
+def test_a_password_may_hold_colons() -> None:
+    access = Access.from_settings(Settings(callback_username="dlr", callback_password="a:b:c"))
+    assert access.authorized(basic(b"dlr", b"a:b:c"))
+    assert not access.authorized(basic(b"dlr", b"a:b"))

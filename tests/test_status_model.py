@@ -138,7 +138,7 @@ def test_sent_then_delivered_makes_two_entries_the_last_final(
     assert dict(first.results) == {"changed": 1}
     assert dict(second.results) == {"final": 1}
     assert second.finals[0][:2] == ("SMS", "delivered")
-    assert second.finals[0][2] >= 0
+    assert 0 <= second.finals[0][2] < 1  # just accepted
     found = entries(redis_client, keys)
     assert [(e["status"], e["final"], e["event"]) for e in found] == [
         ("sent", False, "sent"),
@@ -178,7 +178,12 @@ def test_a_final_status_never_regresses_and_only_read_follows_it(
     redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
 ) -> None:
     accept(redis_client, keys, own, ledger, "j1", uuid="u-1")
-    store.record([event("u-1", "undelivered", T1, code="6969")])
+    accepted = int(redis_client.hget(keys.message("u-1"), "accepted") or 0)
+    redis_client.hset(keys.message("u-1"), "accepted", accepted - 1_000_000)
+    first = store.record([event("u-1", "undelivered", T1, code="6969")])
+    [(channel, status, age_s)] = first.finals
+    assert (channel, status) == ("SMS", "undelivered")
+    assert 1000 <= age_s < 1001  # since the 201, in seconds
     later = store.record(
         [
             event("u-1", "sending", T2, "sent"),

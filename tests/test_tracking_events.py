@@ -4,6 +4,7 @@ model gets, every bound, and the exact words of a refusal."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -64,6 +65,18 @@ def test_forty_characters_are_still_a_time() -> None:
     given = "2026-11-24T10:00:00.12345678901234+00:00"
     assert len(given) == 40
     assert status_time(given) == "2026-11-24T10:00:00.123456Z"
+
+
+def test_a_status_time_is_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert status_time("2026-11-24T13:00:00+03:00") == "2026-11-24T10:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_now_is_utc_to_the_millisecond() -> None:
@@ -241,6 +254,11 @@ def test_a_lookup_keeps_each_part_within_bounds() -> None:
     assert kept(price={"totalPrice": "3.25", "final": "yes"})[1] == ""
     nulls = '{"currency":null,"final":null,"invoicedParts":null,"totalPrice":%s}'
     assert kept(price={"totalPrice": 3})[1] == nulls % "3"
+    assert kept(price={"totalPrice": 0})[1] == nulls % "0"
+    assert kept(price={"totalPrice": 0.5})[1] == nulls % "0.5"
+    assert kept(price={"invoicedParts": 0})[1] == (
+        '{"currency":null,"final":null,"invoicedParts":0,"totalPrice":null}'
+    )
     assert kept(price={"totalPrice": 1e12})[1] == nulls % "1000000000000.0"
     assert kept(price={"totalPrice": 1.5e12, "final": False})[1] == (
         '{"currency":null,"final":false,"invoicedParts":null,"totalPrice":null}'

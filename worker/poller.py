@@ -164,7 +164,7 @@ class Poller:
 
 def _shape(answer: Answer) -> str:
     if answer.transport_error is not None:
-        return answer.transport_error.split(":", 1)[0]
+        return answer.transport_error.partition(":")[0]
     body = answer.body
     if isinstance(body, dict):
         return "an object with " + ", ".join(sorted(map(str, body))[:10])
