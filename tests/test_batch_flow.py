@@ -930,3 +930,45 @@ def test_a_contract_bug_costs_one_job_not_its_batch(monkeypatch: pytest.MonkeyPa
     )
     assert (parsed.entry.entry_id, parsed.job_id, parsed.job) == ("1-0", "j", None)
     assert parsed.problem == "could not be validated (RuntimeError)"
+
+
+def test_messages_ask_for_our_callbacks_unless_their_job_names_its_own(
+    build: Build, sandbox: httpx.Client
+) -> None:
+    url = "https://dlr:pa55@callbacks.example.com/callbacks"
+    res = build(callback_url=url, callback_events="sent,delivered,price")
+    own = "https://app.example.com/dlr"
+    queue(
+        res,
+        [
+            job("ours", 1),
+            job("theirs", 2, callbackUrl=own),
+            job("events", 3, callbackEvents=["read"]),
+        ],
+    )
+    run(res)
+    sent = {r["message"]["destination"]: r["message"] for r in received(sandbox)}
+    assert sent["14085550001"]["callbackUrl"] == url
+    assert sent["14085550001"]["callbackEvents"] == ["sent", "delivered", "price"]
+    assert sent["14085550002"]["callbackUrl"] == own
+    assert "callbackEvents" not in sent["14085550002"]
+    assert sent["14085550003"]["callbackUrl"] == url
+    assert sent["14085550003"]["callbackEvents"] == ["read"]  # the job's own are kept
+
+
+def test_without_callback_url_nothing_is_added(build: Build, sandbox: httpx.Client) -> None:
+    res = build()
+    queue(res, [job("plain", 1)])
+    run(res)
+    [record] = received(sandbox)
+    assert "callbackUrl" not in record["message"]
+    assert "callbackEvents" not in record["message"]
+
+
+def test_conversions_never_ask_for_callbacks(build: Build, sandbox: httpx.Client) -> None:
+    res = build(callback_url="https://dlr:pa55@callbacks.example.com/callbacks")
+    conversion = {"jobId": "c1", "message": variant("FLASHCALL_CONVERSION")}
+    queue(res, [conversion], channel="FLASHCALL_CONVERSION")
+    run(res, channel="FLASHCALL_CONVERSION")
+    [record] = received(sandbox)
+    assert set(record["message"]) == set(variant("FLASHCALL_CONVERSION")) - {"channelType"}
