@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from config import Settings
@@ -24,7 +25,7 @@ from tests.test_status_model import accept
 from worker.api_client import Answer
 from worker.ledger import Ledger
 from worker.ownership import LeaseTimes, Ownership
-from worker.poller import IDLE_S, Poller, _items, _shape
+from worker.poller import IDLE_S, LOOKUP_TIMEOUT_S, Poller, _items, _shape
 
 CHANNEL = "SMS"
 
@@ -62,6 +63,15 @@ def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
     return Ledger(redis_client, keys, ttl_s=3600, leases=LeaseTimes(5000, 5000), first_lookup_ms=0)
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def finals(status: str) -> float:
+    """Final statuses the poller counted (the `poll` source) for SMS."""
+    return sample("revicom_final_statuses_total", channel="SMS", status=status, source="poll")
+
+
 def sent_to_sandbox(sandbox: httpx.Client, count: int) -> list[str]:
     """Messages created at the sandbox (their messageUuids)."""
     body = [variant("SMS", content=f"poll {i}") for i in range(count)]
@@ -90,8 +100,11 @@ def test_one_poller_looks_up_due_messages_and_publishes_their_statuses(
         accept(redis_client, keys, own, ledger, f"j{i}", uuid=message)
     time.sleep(0.3)
     first, second = pollers
-    assert first.tick() < IDLE_S  # it holds the lease and looked up
+    before = sample("revicom_status_lookups_total", result="ok"), finals("delivered")
+    assert first.tick() == 1 / 100  # it holds the lease and looked up: STATUS_POLL_RPS
     assert second.tick() == IDLE_S  # the other waits
+    after = sample("revicom_status_lookups_total", result="ok"), finals("delivered")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 3)
     found = entries(redis_client, keys)
     assert sorted((e["jobId"], e["status"], e["final"], e["source"]) for e in found) == [
         ("j0", "delivered", True, "poll"),
@@ -160,8 +173,19 @@ def test_a_message_past_the_give_up_time_ends_unknown(
     pollers: list[Poller],
 ) -> None:
     accept(redis_client, keys, own, ledger, "j-old", uuid="u-old")
+    accept(redis_client, keys, own, ledger, "j-gone", uuid="u-gone")
     redis_client.hset(keys.message("u-old"), "accepted", 0)
-    pollers[0].tick()
+    redis_client.delete(keys.message("u-gone"))  # expired, or lost by Redis
+    before = finals("unknown"), sample("revicom_status_forgotten_total")
+    assert pollers[0].tick() == 0.0  # it gave up: look again at once
+    assert (
+        finals("unknown") - before[0],
+        sample("revicom_status_forgotten_total") - before[1],
+    ) == (
+        1,
+        1,
+    )
+    assert pollers[0].tick() == IDLE_S  # nothing due
     [entry] = entries(redis_client, keys)
     assert (entry["status"], entry["final"], entry["event"]) == ("unknown", True, "give_up")
 
@@ -218,6 +242,74 @@ def test_failed_lookups_pause_them_all_and_log_no_body(
     poller.tick()
     assert redis_client.hget(keys.message("u-1"), "polls") == b"1"  # not looked up again yet
     assert "lookup of 1 message(s) failed (429, a str)" in caplog.text
+    assert sample("revicom_status_lookups_total", result="error") >= 1
+
+
+class StubApi:
+    """An API whose lookups answer what the test says (the sandbox never answers messages
+    not asked for, or unusable ones)."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[list[str], float]] = []
+
+    def lookup(self, uuids: list[str], timeout_s: float) -> Answer:
+        self.asked.append((uuids, timeout_s))
+        return self.answers.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_failed_lookups_pause_longer_each_time_and_an_answer_ends_it(
+    *,
+    redis_client: redis.Redis,
+    keys: Keys,
+    own: Ownership,
+    ledger: Ledger,
+    pollers: list[Poller],
+) -> None:
+    accept(redis_client, keys, own, ledger, "j-1", uuid="u-1")
+    accept(redis_client, keys, own, ledger, "j-2", uuid="u-2")
+    delivered = {"status": "delivered", "statusTime": "2026-11-24T10:00:00Z"}
+    stub = StubApi(
+        Answer(500, "Internal Server Error", 1),
+        Answer(None, None, 1, "ConnectError: refused"),
+        Answer(
+            200,
+            [{"messageUuid": "u-other", **delivered}, "junk", {"messageUuid": "u-2", **delivered}],
+            1,
+        ),
+    )
+    poller = pollers[0]
+    poller._api = stub  # type: ignore[assignment]
+    pauses = []
+    for _ in range(3):
+        redis_client.zadd(keys.tracking, {"u-1": 0, "u-2": 0})
+        poller._resume_at = 0.0
+        poller.tick()
+        pauses.append(poller._resume_at - time.monotonic())
+    assert 0.8 < pauses[0] <= 1.0  # IDLE_S
+    assert 1.8 < pauses[1] <= 2.0  # doubled
+    assert pauses[2] < 0  # an answer: no pause, and the count starts again
+    assert poller._failures == 0
+    assert [timeout for _, timeout in stub.asked] == [LOOKUP_TIMEOUT_S] * 3
+    assert [e["jobId"] for e in entries(redis_client, keys)] == ["j-2"]  # u-other not asked
+
+
+def test_parked_callbacks_are_swept_every_ten_seconds_not_every_round(
+    redis_client: redis.Redis, keys: Keys, settings: Settings, pollers: list[Poller]
+) -> None:
+    store = StatusStore(redis_client, keys, settings)
+    row = ["u-stray", "delivered", "delivered", "2026-11-24T10:00:00Z", "", "", "SMS", "", ""]
+    poller = pollers[0]
+    poller.tick()  # swept now: the next sweep is in SWEEP_EVERY_S
+    store.record([row])
+    redis_client.zadd(keys.parked_index, {"u-stray": 0})
+    poller.tick()
+    assert redis_client.exists(keys.parked("u-stray"))
+    assert poller._thread.name == "status-poller"
+    assert poller._thread.daemon
 
 
 def test_an_answer_of_another_shape_is_logged_by_its_shape_only() -> None:
