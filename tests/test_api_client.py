@@ -12,6 +12,7 @@ from email.utils import format_datetime
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from config import Settings
 from worker.api_client import Answer, ApiClient, retry_after_seconds
@@ -149,3 +150,44 @@ def test_a_batch_that_may_have_lost_its_entries_sends_nothing() -> None:
     answer = client(handler).post("/api/v1/message", [{}], "SMS", still_held=lambda: False)
     assert answer == Answer(None, None, 0, "the batch's lease is in doubt", paused=True)
     assert calls == []
+
+
+def api_seconds(status: str) -> tuple[float, float]:
+    labels = {"endpoint": "GET /api/v1/message", "status": status}
+    count = REGISTRY.get_sample_value("revicom_api_request_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("revicom_api_request_seconds_sum", labels) or 0.0
+    return count, total
+
+
+def test_a_lookup_asks_for_those_messages_once_with_its_timeout() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(429, headers={"Retry-After": "7"}, json=[{"messageUuid": "u-1"}])
+
+    before = api_seconds("429")
+    answer = client(handler).lookup(["u-1", "u-2"], 3.5)
+    after = api_seconds("429")
+    [request] = seen
+    assert request.method == "GET"
+    assert request.url.path == "/api/v1/message"
+    assert request.url.params.get_list("message_uuid") == ["u-1", "u-2"]
+    assert request.url.params["per_page"] == "2"
+    assert request.extensions["timeout"]["read"] == 3.5
+    assert request.headers["Authorization"] == f"Basic {TOKEN}"
+    assert (answer.status, answer.attempts, answer.retry_after) == (429, 1, 7.0)
+    assert answer.body == [{"messageUuid": "u-1"}]
+    assert after[0] - before[0] == 1
+    assert 0 <= after[1] - before[1] < 1  # seconds it took
+
+
+def test_a_lookup_that_gets_no_answer_says_why() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    before = api_seconds("error")
+    answer = client(handler).lookup(["u-1"], 1.0)
+    assert (answer.status, answer.attempts, answer.retry_after) == (None, 1, None)
+    assert answer.error == (None, "ReadTimeout: timed out")
+    assert api_seconds("error")[0] - before[0] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -74,6 +75,9 @@ def test_a_status_time_is_utc_whatever_the_machines_zone(
     time.tzset()
     try:
         assert status_time("2026-11-24T13:00:00+03:00") == "2026-11-24T10:00:00Z"
+        utc = datetime.now(UTC).replace(tzinfo=None)
+        stamp = datetime.fromisoformat(now_text().removesuffix("Z"))
+        assert abs((stamp - utc).total_seconds()) < 5  # not Tokyo's time
     finally:
         monkeypatch.undo()
         time.tzset()
