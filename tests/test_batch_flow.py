@@ -23,6 +23,7 @@ from config import Settings
 from tasks.contract import ContractContext
 from tasks.jobs import Job
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
+from tasks.tracking.store import StatusStore
 from tests.conftest import OTHER_TYPE_TOKEN, SANDBOX_TOKEN
 from tests.contract_cases import BASE, variant
 from tests.e2e.sandbox_view import received
@@ -972,3 +973,44 @@ def test_conversions_never_ask_for_callbacks(build: Build, sandbox: httpx.Client
     run(res, channel="FLASHCALL_CONVERSION")
     [record] = received(sandbox)
     assert set(record["message"]) == set(variant("FLASHCALL_CONVERSION")) - {"channelType"}
+
+
+def test_callbacks_that_came_before_the_outcome_are_counted_as_final_statuses(
+    build: Build,
+) -> None:
+    answer = httpx.Response(
+        200,
+        json={
+            "errors": False,
+            "items": [
+                {"messageUuid": "u-read", "code": 201},
+                {"messageUuid": "u-lost", "code": 201},
+            ],
+        },
+    )
+    res = build(transport=httpx.MockTransport(lambda request: answer))
+    at = "2026-11-24T10:00:00Z"
+    early = [
+        ["u-read", "read", "read", at, "", "", "SMS", "callback", at],
+        ["u-lost", "delivered", "undelivered", at, "6969", "", "SMS", "callback", at],
+    ]
+    assert dict(StatusStore(res.redis, res.keys, res.settings).record(early).results) == {
+        "parked": 2
+    }
+
+    def final(status: str) -> float:
+        labels = {"channel": CHANNEL, "status": status, "source": "callback"}
+        return REGISTRY.get_sample_value("revicom_final_statuses_total", labels) or 0.0
+
+    def time_to_final() -> tuple[float, float]:
+        labels = {"channel": CHANNEL}
+        count = REGISTRY.get_sample_value("revicom_time_to_final_seconds_count", labels) or 0.0
+        total = REGISTRY.get_sample_value("revicom_time_to_final_seconds_sum", labels) or 0.0
+        return count, total
+
+    before = final("delivered"), final("undelivered"), time_to_final()
+    queue(res, [job("a", 1), job("b", 2)])
+    run(res)
+    after = final("delivered"), final("undelivered"), time_to_final()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert (after[2][0] - before[2][0], after[2][1] - before[2][1]) == (2, 0.0)
