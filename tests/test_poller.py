@@ -273,7 +273,7 @@ def test_failed_lookups_pause_longer_each_time_and_an_answer_ends_it(
     accept(redis_client, keys, own, ledger, "j-2", uuid="u-2")
     delivered = {"status": "delivered", "statusTime": "2026-11-24T10:00:00Z"}
     stub = StubApi(
-        Answer(500, "Internal Server Error", 1),
+        Answer(500, [{"messageUuid": "u-1", **delivered}], 1),  # an error, whatever its body
         Answer(None, None, 1, "ConnectError: refused"),
         Answer(
             200,
