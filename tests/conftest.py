@@ -12,7 +12,8 @@ import redis
 
 from devenv.processes import sandbox_process
 from devenv.redis_server import ensure_redis
-from tasks.keys import Keys
+from tasks.keys import CONSUMER_GROUP, Keys
+from worker.ownership import LeaseTimes, Ownership
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +38,13 @@ def keys(redis_client: redis.Redis) -> Iterator[Keys]:
     stale = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
     if stale:
         redis_client.delete(*stale)
+
+
+@pytest.fixture
+def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
+    """Ownership of the SMS stream (its group made), with leases of 5 s."""
+    redis_client.xgroup_create(keys.jobs("SMS"), CONSUMER_GROUP, id="0", mkstream=True)
+    return Ownership(redis_client, keys, LeaseTimes(5000, 5000))
 
 
 SANDBOX_TOKEN = "test-token-1"

@@ -22,12 +22,6 @@ CHANNEL = "SMS"
 
 
 @pytest.fixture
-def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
-    redis_client.xgroup_create(keys.jobs(CHANNEL), CONSUMER_GROUP, id="0", mkstream=True)
-    return Ownership(redis_client, keys, LeaseTimes(LEASE_MS, LEASE_MS))
-
-
-@pytest.fixture
 def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
     return Ledger(redis_client, keys, ttl_s=3600, leases=LeaseTimes(LEASE_MS, LEASE_MS))
 

@@ -53,12 +53,6 @@ def pollers(settings: Settings) -> Iterator[list[Poller]]:
 
 
 @pytest.fixture
-def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
-    redis_client.xgroup_create(keys.jobs(CHANNEL), "dispatch", id="0", mkstream=True)
-    return Ownership(redis_client, keys, LeaseTimes(5000, 5000))
-
-
-@pytest.fixture
 def ledger(redis_client: redis.Redis, keys: Keys) -> Ledger:
     return Ledger(redis_client, keys, ttl_s=3600, leases=LeaseTimes(5000, 5000), first_lookup_ms=0)
 

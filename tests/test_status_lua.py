@@ -11,7 +11,6 @@ import redis
 from config import Settings
 from tasks.keys import Keys, as_text
 from tasks.tracking.store import StatusStore
-from tests.test_finish_script import CHANNEL
 from tests.test_status_model import T0, T1, T2, accept, entries, event
 from worker.ledger import Ledger
 from worker.ownership import LeaseTimes, Ownership, script
@@ -36,12 +35,6 @@ def settings() -> Settings:
 @pytest.fixture
 def store(redis_client: redis.Redis, keys: Keys, settings: Settings) -> StatusStore:
     return StatusStore(redis_client, keys, settings)
-
-
-@pytest.fixture
-def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
-    redis_client.xgroup_create(keys.jobs(CHANNEL), "dispatch", id="0", mkstream=True)
-    return Ownership(redis_client, keys, LeaseTimes(LEASE_MS, LEASE_MS))
 
 
 @pytest.fixture

@@ -45,12 +45,6 @@ def store(redis_client: redis.Redis, keys: Keys, settings: Settings) -> StatusSt
 
 
 @pytest.fixture
-def own(redis_client: redis.Redis, keys: Keys) -> Ownership:
-    redis_client.xgroup_create(keys.jobs(CHANNEL), "dispatch", id="0", mkstream=True)
-    return Ownership(redis_client, keys, LeaseTimes(LEASE_MS, LEASE_MS))
-
-
-@pytest.fixture
 def ledger(redis_client: redis.Redis, keys: Keys, settings: Settings) -> Ledger:
     return Ledger(
         redis_client,
