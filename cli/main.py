@@ -5,7 +5,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from cli import callbacks, demo, jobs, ops, results, sandbox, statuses, worker
+from cli import callbacks, cancel, demo, jobs, ops, results, sandbox, statuses, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,6 +22,7 @@ app.command()(callbacks.callbacks)
 app.command()(ops.status)
 app.command()(ops.check)
 app.command()(ops.replay)
+app.command()(cancel.cancel)
 app.command()(demo.demo)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     worker.worker

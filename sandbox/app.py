@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from sandbox.auth import Credentials
 from sandbox.callbacks import Callbacks
-from sandbox.delivery import Deliverer, Delivery
+from sandbox.delivery import STOPPED, Deliverer, Delivery
 from sandbox.faults import FaultPlan, Faults
 from sandbox.messages import Messages, parse_query
 from sandbox.recorder import Recorder
@@ -34,6 +34,11 @@ from sandbox.rules import TIME_FORMAT, ApiError, Validator, invalid
 MESSAGE_PATH = "/api/v1/message"
 CONVERSION_PATH = "/api/v1/flashcall-conversion"
 MAX_OBJECTS = 1000
+STOP_PATH = "/api/v1/message/stop"
+#: uuids one stop request may carry (notes.md, Stopping messages).
+MAX_STOP_UUIDS = 10_000
+#: The stop item code of a uuid the sandbox never created.
+NOT_FOUND = 404
 # Arrays and objects nested more than this many levels make the body invalid. The API's
 # deepest container (array → message → content → buttons → button) is level 5; a JSON server
 # refuses absurd nesting too (Jackson's default limit is 1000), and nothing deeper than this
@@ -244,6 +249,34 @@ class Sandbox:
             return error_response(422, *query)
         return json_response(200, [m.api_view() for m in self.messages.find(query)])
 
+    async def stop(self, request: Request) -> Response:
+        """`POST /api/v1/message/stop` with `{"uuids": [...]}`: one item per uuid, in order,
+        as /message answers (`errors` when any item is not 200). Faults apply, as to lookups;
+        an unknown uuid is 404 (another account's too: the API cannot tell them apart)."""
+        injected = await self._injected_fault()
+        if injected is not None:
+            return injected
+        auth_error = self.credentials.check(request.headers.get("authorization"), ("Basic",))
+        if auth_error is not None:
+            return error_response(*auth_error)
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return error_response(422, *invalid("request body"))
+        uuids = body.get("uuids") if isinstance(body, dict) else None
+        if not isinstance(uuids, list) or not uuids or not all(type(u) is str for u in uuids):
+            return error_response(422, *invalid("uuids"))
+        if len(uuids) > MAX_STOP_UUIDS:
+            return error_response(422, 4220, f"Max count of uuids is {MAX_STOP_UUIDS}")
+        items = []
+        for message_uuid in uuids:
+            message = self.messages.by_uuid.get(message_uuid)
+            code = NOT_FOUND if message is None else self.delivery.stop(message)
+            items.append({"messageUuid": message_uuid, "code": code})
+        return json_response(
+            200, {"errors": any(i["code"] != STOPPED for i in items), "items": items}
+        )
+
     # -- controls ----------------------------------------------------------------------------
 
     async def received(self, request: Request) -> Response:
@@ -379,6 +412,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
     routes = [
         Route(MESSAGE_PATH, sandbox.api, methods=["POST"]),
         Route(MESSAGE_PATH, sandbox.lookup, methods=["GET"]),
+        Route(STOP_PATH, sandbox.stop, methods=["POST"]),
         Route(CONVERSION_PATH, sandbox.api, methods=["POST"]),
         Route("/api/v1/ping", ping, methods=["GET"]),
         Route("/_sandbox/received", sandbox.received, methods=["GET", "DELETE"]),

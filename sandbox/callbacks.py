@@ -132,6 +132,17 @@ class Callbacks:
     def expect(self, events: int) -> None:
         self.pending += events
 
+    def withdraw(self, message: Message, names: frozenset[str]) -> None:
+        """Events of `message` that will never happen now (it was stopped before being sent):
+        out of its plan, and out of the events still to come."""
+        plan = message.callback
+        if plan is None:
+            return
+        gone = plan.events & names
+        self.pending -= len(gone) + len(plan.duplicated & gone)
+        plan.events -= gone
+        plan.duplicated -= gone
+
     def refuse(self) -> None:
         """A message whose callbackUrl's host is not allowed: its events are never sent."""
         self.stats["notAllowed"] += 1

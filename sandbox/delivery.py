@@ -17,13 +17,18 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandbox.callbacks import EVENT_ORDER, CallbackPlan, Callbacks
-from sandbox.messages import Message
+from sandbox.messages import NOT_FINAL, Message
 from sandbox.timeline import Timeline
 
 #: Channels with read statuses (notes.md, Message statuses).
 READ_CHANNELS = frozenset({"VIBER", "VK", "WHATSAPP"})
 #: The events of a message with a callbackUrl and no callbackEvents (the channel pages).
 DEFAULT_EVENTS = ("delivered",)
+#: How long a stop request takes to reach the operator: a message planned to be sent sooner
+#: "may not be stopped" (202, and it is sent); the others become `unsent` that much later.
+STOP_TAKES_S = 0.1
+#: Item codes of `POST /api/v1/message/stop` (notes.md, Stopping messages).
+STOPPED, MAY_NOT_BE_STOPPED, ALREADY_SENT = 200, 202, 403
 #: How far the fractions of final statuses may sum away from 1.
 SUM_TOLERANCE = 1e-9
 #: The longest a step may be planned ahead: a day.
@@ -111,6 +116,8 @@ class Deliverer:
                 message.callback = self._callback_plan(message, url)
             messages.append(message)
         sent_at, final_at = now + plan.sentAfterMs / 1000, now + plan.finalAfterMs / 1000
+        for message in messages:
+            message.sent_due = sent_at
         sending = [m for m in messages if m.final_status != "unsent"]  # unsent: never sent
         if sending:
             self.timeline.schedule(sent_at, partial(self._sent, sending))
@@ -151,20 +158,43 @@ class Deliverer:
             route, frozenset(events), frozenset(dropped), frozenset(duplicated), hold_sent
         )
 
+    def stop(self, message: Message) -> int:
+        """One message's item code for a stop request. A message still `sending` is stopped
+        (final `unsent`, its callback as for any final status) unless it is about to be sent;
+        one `unsent` already stays so (200 again); one sent or final cannot be."""
+        if message.status == "unsent" or message.final_status == "unsent":
+            return STOPPED
+        if message.status != "sending":
+            return ALREADY_SENT
+        now = time.time()
+        if message.sent_due - now < STOP_TAKES_S:
+            return MAY_NOT_BE_STOPPED
+        message.final_status = "unsent"
+        message.read = False
+        self.callbacks.withdraw(message, frozenset({"sent", "read"}))
+        self.timeline.schedule(now + STOP_TAKES_S, partial(self._final, [message]))
+        return STOPPED
+
     def _sent(self, messages: list[Message], at: float) -> None:
         for message in messages:
+            if message.final_status == "unsent":  # stopped meanwhile
+                continue
             message.status = "sent"
             message.status_time = message.sent_time = at
             self.callbacks.fire(message, ("sent",), at, final=False)
 
     def _final(self, messages: list[Message], at: float) -> None:
         for message in messages:
+            if message.status not in NOT_FINAL:  # stopped: its final status came earlier
+                continue
             message.status = message.final_status
             message.status_time = at
             self.callbacks.fire(message, ("delivered", "price"), at, final=True)
 
     def _read(self, messages: list[Message], at: float) -> None:
         for message in messages:
+            if not message.read:  # stopped meanwhile
+                continue
             message.status = "read"
             message.status_time = at
             self.callbacks.fire(message, ("read",), at, final=False)

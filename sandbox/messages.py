@@ -48,6 +48,7 @@ class Message:
         "final_status",
         "index",
         "read",
+        "sent_due",
         "sent_time",
         "status",
         "status_time",
@@ -72,6 +73,7 @@ class Message:
         self.status = "sending"
         self.status_time = created
         self.sent_time: float | None = None
+        self.sent_due = created  # when its `sent` step is planned
         self.callback: CallbackPlan | None = None
 
     def price(self) -> dict[str, Any] | None:

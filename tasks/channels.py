@@ -12,6 +12,9 @@ OTP_QUEUE = "otp"
 BULK_QUEUE = "bulk"
 MESSAGE_ENDPOINT = "/api/v1/message"
 CONVERSION_ENDPOINT = "/api/v1/flashcall-conversion"
+STOP_ENDPOINT = "/api/v1/message/stop"
+#: uuids one stop request may carry (notes.md, Stopping messages).
+MAX_STOP_UUIDS = 10_000
 
 
 @dataclass(frozen=True)

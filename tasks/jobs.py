@@ -98,7 +98,7 @@ class ApiError(BaseModel):
     msg: str
 
 
-OutcomeStatus = Literal["accepted", "rejected", "failed", "expired"]
+OutcomeStatus = Literal["accepted", "rejected", "failed", "expired", "cancelled"]
 
 
 class Outcome(BaseModel):
@@ -108,6 +108,7 @@ class Outcome(BaseModel):
     it is (invalid job, 422, per-item refusal). failed: retries ran out, or the API gave an
     answer its docs do not list; the job is in the dead-letter stream for replay. expired: it
     was older than its channel's `{CHANNEL}_MAX_AGE_S` when it could go, so it was not sent.
+    cancelled: `revicom-dispatch cancel` took it before any batch sent it; it never will be.
     """
 
     model_config = ConfigDict(frozen=True)

@@ -22,10 +22,10 @@ from tasks.tracking.store import StatusStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.contract_cases import variant
 from tests.test_status_model import accept
-from worker.api_client import Answer
+from worker.api_client import Answer, listed_messages
 from worker.ledger import Ledger
 from worker.ownership import LeaseTimes, Ownership
-from worker.poller import IDLE_S, LOOKUP_TIMEOUT_S, Poller, _items, _shape
+from worker.poller import IDLE_S, LOOKUP_TIMEOUT_S, Poller, _shape
 
 CHANNEL = "SMS"
 
@@ -313,9 +313,9 @@ def test_an_answer_of_another_shape_is_logged_by_its_shape_only() -> None:
     eleven = {f"k{i:02d}": i for i in range(11)}
     assert _shape(Answer(200, eleven, 1)) == "an object with " + ", ".join(sorted(eleven)[:10])
     assert _shape(Answer(200, "<html>", 1)) == "a str"
-    assert _items(body) is None
-    assert _items({"items": []}) == []
-    assert _items([{"messageUuid": "u"}]) == [{"messageUuid": "u"}]
+    assert listed_messages(body) is None
+    assert listed_messages({"items": []}) == []
+    assert listed_messages([{"messageUuid": "u"}]) == [{"messageUuid": "u"}]
     assert _shape(Answer(None, None, 1, "ReadTimeout: timed out: 5 s")) == "ReadTimeout"
 
 

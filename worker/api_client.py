@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,7 +27,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from config import Settings
-from tasks.channels import MESSAGE_ENDPOINT
+from tasks.channels import MESSAGE_ENDPOINT, STOP_ENDPOINT
 from tasks.untrusted import quote
 from worker import metrics
 from worker.circuit import Circuit
@@ -115,18 +115,12 @@ class ApiClient:
         def once() -> httpx.Response:
             nonlocal attempts
             attempts += 1
-            started = time.perf_counter()
-            status = "error"
             try:
-                response = self._http.post(endpoint, content=body)
-                status = str(response.status_code)
+                response = self._timed("POST", endpoint, content=body)
             except httpx.TransportError as error:
                 if circuit is not None:
                     circuit.failure(f"{type(error).__name__} on POST {endpoint}")
                 raise
-            finally:
-                seconds = time.perf_counter() - started
-                metrics.API_SECONDS.labels(endpoint, status).observe(seconds)
             if circuit is not None:
                 _tell(circuit, endpoint, response)
             return response
@@ -164,22 +158,65 @@ class ApiClient:
     def lookup(self, message_uuids: list[str], timeout_s: float) -> Answer:
         """GET /api/v1/message for these messages (at most 100: one page), once: the poller's
         schedule is its retry (a message not answered now is asked again later)."""
-        params = httpx.QueryParams(
-            {"message_uuid": message_uuids, "per_page": max(1, len(message_uuids))}
+        return self.messages(
+            {"message_uuid": message_uuids, "per_page": max(1, len(message_uuids))}, timeout_s
         )
+
+    def messages(self, query: Mapping[str, str | int | list[str]], timeout_s: float) -> Answer:
+        """One page of GET /api/v1/message (filters as notes.md lists them), asked once; read
+        its messages with `listed_messages`."""
+        try:
+            response = self._timed(
+                "GET", MESSAGE_ENDPOINT, params=httpx.QueryParams(query), timeout=timeout_s
+            )
+        except httpx.TransportError as error:
+            return _answer(error, 1)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return dataclasses.replace(_answer(response, 1), retry_after=retry_after)
+
+    def stop(self, message_uuids: Sequence[str]) -> Answer:
+        """POST /api/v1/message/stop for these messages (at most MAX_STOP_UUIDS), retried as a
+        send is: asking twice is safe, a stopped message answers 200 again."""
+        body = orjson.dumps({"uuids": list(message_uuids)})
+        attempts = 0
+
+        def once() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            return self._timed("POST", STOP_ENDPOINT, content=body)
+
+        s = self._settings
+        retrying = Retrying(
+            retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(retryable),
+            stop=stop_after_attempt(s.retry_max_attempts)
+            | _StopBefore(time.monotonic() + s.retry_max_seconds),
+            wait=_RetryAfterOr(s.retry_backoff_ms / 1000, s.retry_backoff_max_ms / 1000),
+            before_sleep=lambda state: _log_retry(state, STOP_ENDPOINT, "stop", len(message_uuids)),
+            retry_error_callback=_last_outcome,
+        )
+        return _answer(retrying(once), attempts)
+
+    def _timed(self, method: str, endpoint: str, **request: Any) -> httpx.Response:
+        """One request, its duration observed by endpoint and answer."""
         started = time.perf_counter()
         status = "error"
         try:
-            response = self._http.get(MESSAGE_ENDPOINT, params=params, timeout=timeout_s)
+            response = self._http.request(method, endpoint, **request)
             status = str(response.status_code)
-        except httpx.TransportError as error:
-            return _answer(error, 1)
         finally:
-            metrics.API_SECONDS.labels(f"GET {MESSAGE_ENDPOINT}", status).observe(
-                time.perf_counter() - started
-            )
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        return dataclasses.replace(_answer(response, 1), retry_after=retry_after)
+            name = endpoint if method == "POST" else f"{method} {endpoint}"
+            metrics.API_SECONDS.labels(name, status).observe(time.perf_counter() - started)
+        return response
+
+
+def listed_messages(body: Any) -> list[Any] | None:
+    """The messages of a GET /api/v1/message answer: the docs show none, so a bare array
+    (what the page's title, "Getting array of messages", says) or an object's `items`."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        return list(body["items"])
+    return None
 
 
 #: Answers that refuse the key, not the messages: they open the circuit at once.

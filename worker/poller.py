@@ -30,7 +30,7 @@ from tasks.keys import Keys
 from tasks.tracking.events import lookup_row, now_text
 from tasks.tracking.store import StatusStore
 from worker import metrics
-from worker.api_client import Answer, ApiClient
+from worker.api_client import Answer, ApiClient, listed_messages
 from worker.circuit import Circuit
 from worker.ownership import script
 
@@ -123,7 +123,7 @@ class Poller:
     def _look_up(self, uuids: list[str]) -> float:
         """Look the messages up and record what came; the pause before the next lookup."""
         answer = self._api.lookup(uuids, LOOKUP_TIMEOUT_S)
-        items = _items(answer.body) if answer.status == 200 else None
+        items = listed_messages(answer.body) if answer.status == 200 else None
         if items is None:
             metrics.POLLS.labels("error").inc()
             self._failures += 1
@@ -169,16 +169,6 @@ def _shape(answer: Answer) -> str:
     if isinstance(body, dict):
         return "an object with " + ", ".join(sorted(map(str, body))[:10])
     return f"a {type(body).__name__}"
-
-
-def _items(body: Any) -> list[Any] | None:
-    """The messages of a lookup answer: the docs show none, so a bare array (what the page's
-    title, "Getting array of messages", says) or an object's `items`."""
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict) and isinstance(body.get("items"), list):
-        return list(body["items"])
-    return None
 
 
 class PollerStep(bootsteps.StartStopStep):
