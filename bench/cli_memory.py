@@ -25,11 +25,11 @@ import redis
 
 from bench.report import report
 from devenv.redis_server import ensure_redis
+from tasks.channels import CHANNELS
 from tasks.keys import Keys
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
 TARGET_PEAK_MB = 150
-CHANNELS = ("SMS", "WHATSAPP", "FLASHCALL", "VOICECODE", "FLASHCALL_CONVERSION")
 
 
 def write_jobs(path: Path, n: int) -> None:

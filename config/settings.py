@@ -284,6 +284,8 @@ class Settings(BaseSettings):
     )
     whatsapp_batch_size: int = Field(1000, ge=1, le=1000, description="WHATSAPP per request.")
     whatsapp_linger_ms: int = Field(500, ge=0, le=60_000, description="WHATSAPP linger (ms).")
+    vk_batch_size: int = Field(1000, ge=1, le=1000, description="VK per request.")
+    vk_linger_ms: int = Field(500, ge=0, le=60_000, description="VK linger (ms).")
     flashcall_batch_size: int = Field(1000, ge=1, le=1000, description="FLASHCALL per request.")
     flashcall_linger_ms: int = Field(20, ge=0, le=60_000, description="FLASHCALL linger (ms).")
     voicecode_batch_size: int = Field(1000, ge=1, le=1000, description="VOICECODE per request.")
@@ -301,6 +303,7 @@ class Settings(BaseSettings):
         86_400.0, gt=0, description="Oldest SMS still sent (s): a campaign may wait out an outage."
     )
     whatsapp_max_age_s: float = Field(86_400.0, gt=0, description="Oldest WHATSAPP still sent (s).")
+    vk_max_age_s: float = Field(86_400.0, gt=0, description="Oldest VK still sent (s).")
     flashcall_max_age_s: float = Field(
         300.0, gt=0, description="Oldest FLASHCALL still sent (s): codes go stale fast."
     )

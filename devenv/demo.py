@@ -171,7 +171,7 @@ def _pod_ready(log: Path) -> Any:
 
 def _enqueue(console: Console, client: redis.Redis, keys: Keys) -> int:
     """Enqueue the load; returns how many outcomes to expect."""
-    jobs = demo_jobs(sms=20_000, flashcall=200, voicecode=200, whatsapp=500, bad_numbers=5)
+    jobs = demo_jobs(sms=20_000, flashcall=200, voicecode=200, whatsapp=500, vk=500, bad_numbers=5)
     producer = Producer(client, keys)
     written = 0
     with Progress(

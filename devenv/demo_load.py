@@ -66,8 +66,15 @@ def number(i: int, bad: bool = False) -> str:
     return f"{BAD_NUMBER_PREFIX if bad else '1408'}{i:07d}"
 
 
+VK_CONTENTS = [
+    "Your parcel {i} is on its way",
+    "Заказ {i} готов к выдаче 🎉",
+    "Order {i} confirmed.\nTrack it: https://example.com/t/{i}",
+]
+
+
 def demo_jobs(
-    sms: int, flashcall: int, voicecode: int, whatsapp: int, bad_numbers: int
+    *, sms: int, flashcall: int, voicecode: int, whatsapp: int, vk: int, bad_numbers: int
 ) -> list[dict[str, Any]]:
     """Valid jobs of every channel; `bad_numbers` SMS go to numbers the sandbox refuses."""
     jobs: list[dict[str, Any]] = []
@@ -125,6 +132,19 @@ def demo_jobs(
                 },
             }
         )
+    for i in range(vk):
+        jobs.append(
+            {
+                "jobId": f"demo-vk-{i}",
+                "message": {
+                    "channelType": "VK",
+                    "senderName": "ACME shop",
+                    "destination": number(i),
+                    "content": _fill(VK_CONTENTS[i % len(VK_CONTENTS)], i),
+                    "tags": ["demo"],
+                },
+            }
+        )
     return jobs
 
 
@@ -163,6 +183,15 @@ REFUSED_BY_PRODUCER: list[dict[str, Any]] = [
                     {"text": "b", "payload": "p"},
                 ],
             },
+        },
+    },
+    {
+        "jobId": "demo-bad-vk",
+        "message": {
+            "channelType": "VK",
+            "senderName": "ACME shop",
+            "destination": "14085550006",
+            "content": "x" * 2049,
         },
     },
 ]

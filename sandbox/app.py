@@ -29,7 +29,7 @@ from sandbox.delivery import STOPPED, Deliverer, Delivery
 from sandbox.faults import FaultPlan, Faults
 from sandbox.messages import Messages, parse_query
 from sandbox.recorder import Recorder
-from sandbox.rules import TIME_FORMAT, ApiError, Validator, invalid
+from sandbox.rules import APPROVED_SENDER_CHANNELS, TIME_FORMAT, ApiError, Validator, invalid
 
 MESSAGE_PATH = "/api/v1/message"
 CONVERSION_PATH = "/api/v1/flashcall-conversion"
@@ -209,7 +209,8 @@ class Sandbox:
         plan = self.plan
         if plan.reject_destination and plan.reject_destination.search(obj["destination"]):
             return (4220, "Invalid msisdn")
-        if plan.reject_sender and plan.reject_sender.search(obj["senderName"]):
+        approved_names = obj["channelType"] in APPROVED_SENDER_CHANNELS
+        if approved_names and plan.reject_sender and plan.reject_sender.search(obj["senderName"]):
             return (4220, f"No active sender name: ({obj['channelType']}, {obj['senderName']})")
         if plan.faults.shortenerDown and obj.get("shortUrl") is True:
             return (5030, "Url shortener is unavailable")

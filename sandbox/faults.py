@@ -68,7 +68,9 @@ class Faults(BaseModel):
         None, description="Regex: a request with a matching destination gets 422 Invalid msisdn."
     )
     rejectSenders: str | None = Field(
-        None, description="Regex: matching senderName gets 422 No active sender name."
+        None,
+        description="Regex: a matching senderName of SMS or WHATSAPP (the channels with "
+        "approved names) gets 422 No active sender name.",
     )
     itemCodes: list[ItemCode] = Field(default_factory=list)
     shortenerDown: bool = Field(

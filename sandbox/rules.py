@@ -35,6 +35,12 @@ _URL = re.compile(
     re.DOTALL,
 )
 _MAX_PORT = 65535
+#: The longest VK text (notes.md, "The rest of the API": 1-2048 characters).
+_VK_MAX_CHARS = 2048
+#: Channels whose senderName must be an approved name (sms.md, whatsapp.md); FLASHCALL and VK
+#: take any string, VOICECODE only `voicecode`. The sandbox's list of names that are not
+#: approved (the `rejectSenders` fault) applies to these alone.
+APPROVED_SENDER_CHANNELS = frozenset({"SMS", "WHATSAPP"})
 _ASCII_DIGITS = frozenset("0123456789")
 #: How deep `show` prints nested arrays/objects before it writes `...`.
 _SHOW_DEPTH = 8
@@ -101,6 +107,7 @@ class Validator:
             "FLASHCALL": self._flashcall,
             "VOICECODE": self._voicecode,
             "WHATSAPP": self._whatsapp,
+            "VK": self._vk,
         }
 
     def message(self, obj: Any) -> ApiError | None:
@@ -197,6 +204,10 @@ class Validator:
 
     def _sms(self, obj: Obj) -> ApiError | None:
         return _plain_text(obj.get("content"), high=None) or self._schedule(obj)
+
+    def _vk(self, obj: Obj) -> ApiError | None:
+        """SMS's optional fields; any sender name (the common check: a non-blank string)."""
+        return _plain_text(obj.get("content"), high=_VK_MAX_CHARS) or self._schedule(obj)
 
     def _flashcall(self, obj: Obj) -> ApiError | None:
         code = obj.get("content")

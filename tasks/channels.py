@@ -1,7 +1,10 @@
 """What the dispatcher needs to know of each channel besides its message model.
 
-Adding a channel (VK, say) is a model in `tasks/contract/` plus one line here and its two
-batching settings in `config/`.
+Adding a channel is a model in `tasks/contract/` (named in its message union), one line here
+and its three settings in `config/` (`{CHANNEL}_BATCH_SIZE`, `_LINGER_MS`, `_MAX_AGE_S`); then
+the sandbox's own rules for it, its jobs in the demo's load and a KEDA trigger for its stream.
+Everything else (error messages, schemas, status and metrics, the ops commands) follows from
+these; tests/test_channels.py and tests/test_deploy.py fail until each piece is there.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ CHANNELS: dict[str, Channel] = {
     for c in (
         Channel("SMS", MESSAGE_ENDPOINT, otp=False),
         Channel("WHATSAPP", MESSAGE_ENDPOINT, otp=False),
+        Channel("VK", MESSAGE_ENDPOINT, otp=False),
         Channel("FLASHCALL", MESSAGE_ENDPOINT, otp=True),
         Channel("VOICECODE", MESSAGE_ENDPOINT, otp=True),
         Channel("FLASHCALL_CONVERSION", CONVERSION_ENDPOINT, otp=True),

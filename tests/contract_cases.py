@@ -44,6 +44,12 @@ BASE: dict[str, dict[str, Any]] = {
         "destination": "14085553911",
         "content": {"contentType": "text", "text": "message text"},
     },
+    "VK": {
+        "channelType": "VK",
+        "senderName": "ACME shop",
+        "destination": "14085553911",
+        "content": "Your order has shipped",
+    },
     "FLASHCALL_CONVERSION": {
         "messageUuid": "063464ec-a34f-4558-90c5-984395000004",
         "result": "NUMBER_VERIFIED",

@@ -45,7 +45,8 @@ FIELD_NAMES = [
     *("phone", "payload", "messageUuid", "result", "code", "jobId", "message"),
 ]
 WORDS = [
-    *("SMS", "FLASHCALL", "VOICECODE", "WHATSAPP", "FLASHCALL_CONVERSION", "VIBER", "text"),
+    *("SMS", "FLASHCALL", "VOICECODE", "WHATSAPP", "VK", "FLASHCALL_CONVERSION", "VIBER"),
+    "text",
     *("image", "document", "voicecode", "sent", "delivered", "read", "price", "click"),
     *("NUMBER_VERIFIED", "WRONG_CODE", "14085553911", "1234", "https://revicom.ltd"),
     *("HTTPS://revicom.ltd", "http://", "2026-11-22 12:00:00", "Код авторизации от A: 1234."),

@@ -381,8 +381,14 @@ def test_lease_times_per_lane() -> None:
     settings = Settings.model_validate({"lease_ms": 30_000, "otp_lease_ms": 2_000})
     times = LeaseTimes.from_settings(settings)
     assert times == LeaseTimes(bulk_ms=30_000, otp_ms=2_000)
-    lanes = {c: times.of(c) for c in ["SMS", "WHATSAPP", "FLASHCALL", "VOICECODE"]}
-    assert lanes == {"SMS": 30_000, "WHATSAPP": 30_000, "FLASHCALL": 2_000, "VOICECODE": 2_000}
+    lanes = {c: times.of(c) for c in ["SMS", "WHATSAPP", "VK", "FLASHCALL", "VOICECODE"]}
+    assert lanes == {
+        "SMS": 30_000,
+        "WHATSAPP": 30_000,
+        "VK": 30_000,
+        "FLASHCALL": 2_000,
+        "VOICECODE": 2_000,
+    }
     assert times.of("FLASHCALL_CONVERSION") == 2_000
     assert (times.shortest_ms, times.longest_ms) == (2_000, 30_000)
 

@@ -11,23 +11,27 @@ from tasks.contract.flashcall import FlashcallMessage
 from tasks.contract.message import (
     CHANNEL_MODELS,
     MESSAGE_ADAPTER,
+    MESSAGE_CHANNELS,
     Message,
     parse_message,
     to_api_json,
 )
 from tasks.contract.sms import SmsMessage
+from tasks.contract.vk import VkMessage
 from tasks.contract.voicecode import VoicecodeMessage
 from tasks.contract.whatsapp import WhatsappMessage
 
 __all__ = [
     "CHANNEL_MODELS",
     "MESSAGE_ADAPTER",
+    "MESSAGE_CHANNELS",
     "ContractContext",
     "FieldError",
     "FlashcallConversion",
     "FlashcallMessage",
     "Message",
     "SmsMessage",
+    "VkMessage",
     "VoicecodeMessage",
     "WhatsappMessage",
     "field_errors",

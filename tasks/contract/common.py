@@ -1,4 +1,4 @@
-"""Fields every channel shares, and the scheduling fields of SMS and WHATSAPP."""
+"""Fields every channel shares, and the scheduling fields of SMS, WHATSAPP and VK."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Addressing(ApiObject):
 
 
 class Scheduling(ApiObject):
-    """When the API may deliver an SMS or WHATSAPP message.
+    """When the API may deliver an SMS, WHATSAPP or VK message.
 
     The windows are checked against UTC `now` as the docs state, although the times are read
     in the subscriber's (or Moscow) time zone: the server compares the strings as given.

@@ -36,6 +36,7 @@ FAST = {
     "SEND_TIMEOUT_S": "10",
     "SMS_LINGER_MS": "300",
     "WHATSAPP_LINGER_MS": "300",
+    "VK_LINGER_MS": "300",
     "SHUTDOWN_GRACE_S": "10",
     "METRICS_PORT": "0",  # several workers run at once; the metrics test picks a port
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tasks.channels import CHANNELS
 from tests.contract_cases import BASE, variant
 from tests.e2e.conftest import E2E
 from tests.e2e.sandbox_view import received, requests, stats
@@ -37,21 +38,23 @@ def test_2500_sms_make_three_posts(e2e: E2E) -> None:
 
 
 def test_channels_never_share_a_post(e2e: E2E) -> None:
+    channels = list(CHANNELS)
     jobs = []
-    for i in range(40):
-        channel = ["SMS", "FLASHCALL", "VOICECODE", "WHATSAPP", "FLASHCALL_CONVERSION"][i % 5]
+    for i in range(8 * len(channels)):
+        channel = channels[i % len(channels)]
         jobs.append({"jobId": f"mixed-{i}", "message": BASE[channel]})
     e2e.producer.enqueue_many(jobs)
     e2e.start_worker()
-    by_job = e2e.outcomes(40)
+    by_job = e2e.outcomes(len(jobs))
     assert {o.status for o in by_job.values()} == {"accepted"}
     for messages in requests(e2e.sandbox).values():
         kinds = {m.get("channelType", "CONVERSION") for m in messages}
         assert len(kinds) == 1, kinds
     per_request = [r["endpoint"] for r in received(e2e.sandbox)]
     assert per_request.count("/api/v1/flashcall-conversion") == 8
-    assert by_job["mixed-4"].channelType == "FLASHCALL_CONVERSION"
-    assert by_job["mixed-4"].destination is None
+    conversion = f"mixed-{channels.index('FLASHCALL_CONVERSION')}"
+    assert by_job[conversion].channelType == "FLASHCALL_CONVERSION"
+    assert by_job[conversion].destination is None
 
 
 def test_a_small_batch_is_cut_by_the_linger(e2e: E2E) -> None:

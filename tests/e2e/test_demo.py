@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.contract import MESSAGE_CHANNELS
 from tests.e2e.harness import Lines, wait_until
 
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
@@ -44,7 +45,8 @@ def test_the_demo_sends_everything_and_stops_what_it_started(redis_url: str) -> 
     out = done.stdout
     assert re.search(r"SMS\s+│\s+19995 │\s+7 │\s+0 │", out), out
     assert re.search(r"WHATSAPP\s+│\s+500 │\s+0 │\s+0 │", out), out
-    for channel in ("SMS", "FLASHCALL", "VOICECODE", "WHATSAPP"):
+    assert re.search(r"VK\s+│\s+500 │\s+0 │\s+0 │", out), out
+    for channel in MESSAGE_CHANNELS:
         row = re.search(rf"│ {channel}\s+│([\d\s│,]+)│\s*$", out, re.MULTILINE)
         assert row is not None, out
         accepted, _, _, delivered, undelivered, unsent, unknown, *_ = (
@@ -56,6 +58,7 @@ def test_the_demo_sends_everything_and_stops_what_it_started(redis_url: str) -> 
         assert delivered > 0.8 * accepted
     assert "rejected: demo-raw-blank: message.content: must not be blank" in out
     assert "refused by the producer: message.ttl: must be at least 60" in out
+    assert "refused by the producer: message.content: must have at most 2048 characters" in out
     prefix = re.search(r"keys under (demo-\d+):", out)
     assert prefix is not None
     assert processes_with(f"DISPATCH_KEY_PREFIX={prefix.group(1)}") == []
