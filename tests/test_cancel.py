@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import redis
 from typer.testing import CliRunner
 
 from cli.main import app
-from ops.cancel import Canceller, CancelReport, Row
+from ops.cancel import CancelledOutcomes, Canceller, CancelReport, Row
+from tasks.jobs import Outcome
 from tasks.keys import CONSUMER_GROUP, as_text
 from tests.e2e.sandbox_view import received
 from tests.sandbox_client import set_delivery
@@ -221,7 +223,7 @@ def test_hostile_entries_do_not_stop_a_cancel_and_go_by_their_entry_id(build: Bu
     assert results(report) == dict.fromkeys([ids[0], ids[2], ids[4], "ok"], ("cancelled", ""))
     by_job = {o["jobId"]: o for o in outcomes(res)}
     assert by_job["ok"]["destination"] is None
-    assert by_job["ok"]["channelType"] is None
+    assert by_job["ok"]["channelType"] == "SMS"  # the stream's, as a batch would say
 
 
 def test_a_cancel_of_many_jobs_uses_chunks_and_pages(
@@ -235,6 +237,27 @@ def test_a_cancel_of_many_jobs_uses_chunks_and_pages(
     assert sorted(r.job_id or "" for r in report.rows) == sorted(f"j{i}" for i in range(0, 20, 2))
     assert {r.result for r in report.rows} == {"cancelled"}
     assert res.redis.xlen(res.keys.jobs("SMS")) == 10
+
+
+def test_a_cancelled_outcome_is_what_the_model_would_write() -> None:
+    job = {"jobId": "j", "message": {"destination": "79001234567", "externalMessageId": "e"}}
+    built = Outcome.model_validate_json(CancelledOutcomes().of("VOICECODE", job, "j", "1-0"))
+    assert built.model_dump(exclude={"finishedAt"}) == {
+        "jobId": "j",
+        "entryId": "1-0",
+        "status": "cancelled",
+        "channelType": "VOICECODE",
+        "destination": "79001234567",
+        "messageUuid": None,
+        "code": None,
+        "error": {"code": None, "msg": "cancelled before it was sent"},
+        "httpStatus": None,
+        "attempts": 0,
+        "externalMessageId": "e",
+    }
+    assert abs((datetime.now(UTC) - built.finishedAt).total_seconds()) < 5
+    hostile = Outcome.model_validate_json(CancelledOutcomes().of("SMS", None, "1-0", "1-0"))
+    assert (hostile.destination, hostile.externalMessageId) == (None, None)
 
 
 def test_rows_count_by_result_then_reason() -> None:
