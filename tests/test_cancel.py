@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import orjson
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
-from ops.cancel import CancelledOutcomes, Canceller, CancelReport, Row
+from ops.cancel import CancelledOutcomes, Canceller, CancelReport, Row, _job, _job_id
 from tasks.jobs import Outcome
-from tasks.keys import CONSUMER_GROUP, as_text
+from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from tests.e2e.sandbox_view import received
 from tests.sandbox_client import set_delivery
 from tests.test_batch_flow import (
@@ -34,6 +38,24 @@ from tests.test_batch_flow import (
 from worker.resources import Resources
 
 __all__ = ["build"]  # the fixture, used by name
+
+
+def json_jobs() -> st.SearchStrategy[bytes]:
+    """Job-shaped JSON with hostile values where the cancel looks: jobId, destination."""
+    anything = (
+        st.none()
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.text(max_size=8)
+        | st.lists(st.text(max_size=3))
+    )
+    message = st.fixed_dictionaries(
+        {},
+        optional={"tags": anything, "destination": anything, "x": anything},
+    )
+    job = st.fixed_dictionaries(
+        {}, optional={"jobId": anything | st.sampled_from(["a", "b"]), "message": message}
+    )
+    return job.map(orjson.dumps)
 
 
 def canceller(res: Resources, *, wait_s: float = 0.0, dry_run: bool = False) -> Canceller:
@@ -354,3 +376,25 @@ def test_nothing_is_received_by_the_sandbox_for_a_cancelled_job(
     canceller(res).run(["c"])
     run(res)
     assert received(sandbox) == []
+
+
+@hypothesis.settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(max_size=200) | json_jobs(), min_size=1, max_size=8))
+def test_any_entry_is_cancelled_by_its_jobid_or_entry_id(redis_url: str, raw: list[bytes]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"test-{uuid.uuid4().hex[:12]}")
+    try:
+        stream = keys.jobs("SMS")
+        client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+        ids = [as_text(client.xadd(stream, {"job": r})) for r in raw]
+        wanted = [_job_id(_job(r, 65_536), i) for r, i in zip(raw, ids, strict=True)]
+        report = Canceller(client, None, keys, ledger_ttl_s=60, max_job_bytes=65_536).run(wanted)
+        assert {r.job_id for r in report.rows} == set(wanted)
+        assert {r.result for r in report.rows} == {"cancelled"}
+        assert client.xlen(stream) == 0
+        assert client.xlen(keys.results) == len(set(wanted))
+    finally:
+        stale = list(client.scan_iter(match=f"{keys.prefix}:*"))
+        if stale:
+            client.delete(*stale)
+        client.close()
