@@ -5,7 +5,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from cli import callbacks, cancel, demo, jobs, ops, results, sandbox, statuses, worker
+from cli import balance, callbacks, cancel, demo, jobs, ops, results, sandbox, statuses, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +21,7 @@ app.command()(statuses.track)
 app.command()(callbacks.callbacks)
 app.command()(ops.status)
 app.command()(ops.check)
+app.command()(balance.balance)
 app.command()(ops.replay)
 app.command()(cancel.cancel)
 app.command()(demo.demo)

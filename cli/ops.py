@@ -16,7 +16,7 @@ from config import get_settings
 from ops.check import failed
 from ops.check import run as run_checks
 from ops.replay import replay as replay_dead
-from ops.status import snapshot
+from ops.status import Balance, snapshot
 from tasks.channels import CHANNELS
 from tasks.keys import Keys
 
@@ -35,7 +35,7 @@ def status(
     """Per channel: stream length, unread, pending, consumers, oldest pending age."""
     client, keys = _connect()
     try:
-        state = snapshot(client, keys)
+        state = snapshot(client, keys, get_settings())
     except redis.RedisError as error:
         typer.echo(f"Redis error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -76,11 +76,33 @@ def status(
         )
     else:
         out.print("circuit: closed (sending)")
+    _print_balance(state.balance)
     for stray in state.stray:
         out.print(
             f"[yellow]warning: {stray.stream} holds {stray.length} entries that no worker reads "
             f"(channels: {', '.join(CHANNELS)}); they get no outcome until moved[/]"
         )
+
+
+def _print_balance(balance: Balance) -> None:
+    amounts = ", ".join(f"{c} {a:.2f}" for c, a in balance.amounts.items()) or "never read"
+    age = "" if balance.age_s is None else f" ({balance.age_s:.0f} s ago)"
+    error = f"; last refresh failed: {balance.error}" if balance.error else ""
+    out.print(f"balance: {escape(amounts)}{age}{escape(error)}")
+    if balance.bulk_paused:
+        out.print(
+            f"[red bold]bulk channels PAUSED: {escape(balance.reason)}[/] — their jobs wait; "
+            "codes go on; bulk resumes by itself once the balance is back"
+        )
+    elif balance.min_balance is None:
+        out.print("balance guard: off (MIN_BALANCE unset)")
+    elif balance.stale:
+        out.print(
+            f"[yellow]balance guard: no fresh balance, not applied (MIN_BALANCE "
+            f"{balance.min_balance:g})[/]"
+        )
+    else:
+        out.print(f"balance guard: bulk sending (MIN_BALANCE {balance.min_balance:g})")
 
 
 def check() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from sandbox.app import Sandbox
 from sandbox.auth import Credentials
+from sandbox.balance import DEFAULT_BALANCE, MAX_BALANCE
 from sandbox.delivery import Delivery
 from sandbox.faults import Faults
 from sandbox.server import DEFAULT_TOKEN, serve
@@ -40,12 +42,23 @@ def sandbox(
         int | None, typer.Option(help="Seed for fraction-based faults and message fates.")
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    balance: Annotated[
+        float,
+        typer.Option(
+            help="The account balance at start (RUB); each message created costs its price."
+        ),
+    ] = DEFAULT_BALANCE,
 ) -> None:
     """Serve a local Revicom Direct API on HOST:PORT (controls under /_sandbox/)."""
     initial_faults = _option("--faults", Faults, faults)
     initial_delivery = _option("--delivery", Delivery, delivery)
+    if not math.isfinite(balance) or abs(balance) > MAX_BALANCE:
+        typer.echo(f"--balance: a number within ±{MAX_BALANCE:.0f}", err=True)
+        raise typer.Exit(2)
     credentials = Credentials(token, frozenset(other_token or ()))
-    sandbox = Sandbox(credentials, initial_faults, flashcall_max_digits, seed, initial_delivery)
+    sandbox = Sandbox(
+        credentials, initial_faults, flashcall_max_digits, seed, initial_delivery, balance=balance
+    )
     serve(sandbox, host, port, access_log)
 
 

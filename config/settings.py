@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal, Self
 
@@ -104,6 +105,22 @@ class Settings(BaseSettings):
     )
     circuit_cooldown_max_s: float = Field(
         60.0, ge=0.1, le=3600, description="Longest wait between two probes."
+    )
+
+    # The account balance, and the guard that keeps it for one-time codes.
+    balance_refresh_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="How often one pod (a lease) asks GET /api/v1/balance and stores the answer "
+        "in Redis for every pod, `status` and the metrics; 0: never.",
+    )
+    min_balance: Decimal | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="With it, the bulk channels (SMS, WHATSAPP, VK) pause while any currency of "
+        "the balance is below this amount: their jobs wait in their streams, codes keep going; "
+        "bulk resumes by itself once the balance is back. Unset: no guard.",
     )
 
     # Reliability.
@@ -356,6 +373,15 @@ class Settings(BaseSettings):
                 f"STATUS_GIVE_UP_S must be at least {GIVE_UP_MARGIN_S:.0f} s below "
                 "LEDGER_TTL_S: a message's jobId is forgotten then, and no final status could "
                 "be published for it (the margin covers a poller down for a while)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _guard_has_a_balance(self) -> Self:
+        if self.min_balance is not None and not self.balance_refresh_s:
+            raise ValueError(
+                "MIN_BALANCE needs BALANCE_REFRESH_S > 0: nobody would read the balance, and "
+                "the guard would never apply"
             )
         return self
 

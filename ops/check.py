@@ -1,6 +1,8 @@
 """`check`: what an operator runs on a new deployment, one finding per line with its fix.
 
-An `error` means jobs will not be sent (or not safely): the command then exits non-zero.
+An `error` means jobs will not be sent (or not safely), or their callbacks cannot arrive: the
+command then exits non-zero. Secrets (the API token, CALLBACK_URL's credentials) are used,
+never shown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import httpx
 import redis
 
 from config import Settings
+from ops import account
 from ops.status import snapshot
 from tasks.keys import Keys
 
@@ -32,6 +35,29 @@ LOSES = {
 }
 
 
+#: What the receiver's answer to an empty callback says: level, detail, fix.
+RECEIVER_ANSWERS: dict[int, tuple[Level, str, str]] = {
+    200: ("ok", "takes callbacks", ""),
+    401: (
+        "error",
+        "refused CALLBACK_URL's credentials ({}): it would refuse every callback",
+        "the user:password in CALLBACK_URL must be CALLBACK_USERNAME:CALLBACK_PASSWORD",
+    ),
+    403: (
+        "warning",
+        "refused this host ({}, CALLBACK_ALLOW_FROM): expected when only the vendor's "
+        "address is allowed",
+        "make sure CALLBACK_ALLOW_FROM takes 185.203.96.7",
+    ),
+    503: ("warning", "answered {}: it cannot reach its Redis", "check the receiver's REDIS_URL"),
+}
+NOT_A_RECEIVER: tuple[Level, str, str] = (
+    "error",
+    "answered HTTP {}: not a receiver's callbacks path",
+    "CALLBACK_URL must be the receiver's public URL ending in /callbacks",
+)
+
+
 @dataclass(frozen=True)
 class Finding:
     level: Level
@@ -41,11 +67,12 @@ class Finding:
 
 
 def run(client: redis.Redis, keys: Keys, settings: Settings) -> list[Finding]:
+    api = [*_api(settings), _receiver(settings)]
     try:
         client.ping()
     except redis.RedisError as error:
-        return [Finding("error", "Redis", f"unreachable: {error}", "check REDIS_URL")]
-    return [*_redis(client, settings), *_streams(client, keys), _api(settings)]
+        return [Finding("error", "Redis", f"unreachable: {error}", "check REDIS_URL"), *api]
+    return [*_redis(client, settings), *_streams(client, keys, settings), *api]
 
 
 def failed(findings: list[Finding]) -> bool:
@@ -114,8 +141,8 @@ def _persistence(client: redis.Redis, settings: Settings) -> Finding:
     return Finding("warning", "persistence", lost, "turn on AOF (appendonly yes)")
 
 
-def _streams(client: redis.Redis, keys: Keys) -> Iterator[Finding]:
-    state = snapshot(client, keys)
+def _streams(client: redis.Redis, keys: Keys, settings: Settings) -> Iterator[Finding]:
+    state = snapshot(client, keys, settings)
     if state.circuit.open:
         yield Finding(
             "error",
@@ -141,6 +168,22 @@ def _streams(client: redis.Redis, keys: Keys) -> Iterator[Finding]:
             f"{stray.length} entries that no worker reads: they get no outcome",
             "move them to a channel's stream (jobs:SMS, jobs:FLASHCALL, ...)",
         )
+    balance = state.balance
+    if balance.bulk_paused:
+        yield Finding(
+            "warning",
+            "balance guard",
+            f"bulk channels paused: {balance.reason}; their jobs wait, codes go on",
+            "top up the account (bulk resumes by itself), or lower MIN_BALANCE",
+        )
+    elif settings.min_balance is not None and balance.stale:
+        yield Finding(
+            "warning",
+            "balance guard",
+            "no fresh balance in Redis: the guard does not apply"
+            + (f" (last refresh: {balance.error})" if balance.error else ""),
+            "run a worker (it refreshes the balance every BALANCE_REFRESH_S)",
+        )
     yield Finding(
         "ok",
         "results",
@@ -149,12 +192,59 @@ def _streams(client: redis.Redis, keys: Keys) -> Iterator[Finding]:
     )
 
 
-def _api(settings: Settings) -> Finding:
-    url = settings.revicom_api_url.rstrip("/") + "/api/v1/ping"
+def _api(settings: Settings) -> Iterator[Finding]:
+    """The API answers its ping, and takes the key (the balance takes any valid key)."""
+    url = settings.revicom_api_url.rstrip("/") + account.PING_ENDPOINT
+    reply = account.ping(settings)
+    if reply.status is None:
+        yield Finding("error", "API", f"{url}: {reply.problem}", "check REVICOM_API_URL")
+    elif reply.status != 200:
+        yield Finding("error", "API", f"{url} answered {reply.status}", "check REVICOM_API_URL")
+    else:
+        yield Finding("ok", "API", f"{url} answers")
+    if reply.status != 200 and settings.revicom_api_token is not None:
+        yield Finding("warning", "API key", "not checked: the API does not answer")
+        return
+    amounts, problem, fix = account.balance(settings)
+    if amounts is None:
+        yield Finding("error", "API key", problem, fix)
+        return
+    shown = ", ".join(f"{c} {a:.2f}" for c, a in sorted(amounts.items()))
+    low = settings.min_balance is not None and any(
+        a < settings.min_balance for a in amounts.values()
+    )
+    if low:
+        yield Finding(
+            "warning",
+            "API key",
+            f"accepted; balance {shown}, below MIN_BALANCE {settings.min_balance}: bulk "
+            "channels pause",
+            "top up the account",
+        )
+    else:
+        yield Finding("ok", "API key", f"accepted; balance {shown}")
+
+
+def _receiver(settings: Settings) -> Finding:
+    """POST an empty array to CALLBACK_URL, as the API posts its callbacks: the receiver
+    checks where it comes from and its credentials, and records nothing."""
+    if settings.callback_url is None:
+        return Finding(
+            "ok", "receiver", "CALLBACK_URL not set: statuses are looked up (STATUS_POLL_AFTER_S)"
+        )
+    url = httpx.URL(settings.callback_url.get_secret_value())
+    auth = (url.username, url.password) if url.username or url.password else None
+    shown = f"{url.scheme}://{url.netloc.decode().rpartition('@')[2]}{url.path}"
+    fix = "start the receiver (revicom-dispatch callbacks), or fix CALLBACK_URL"
     try:
-        response = httpx.get(url, timeout=settings.connect_timeout_s)
+        response = httpx.post(
+            url.copy_with(username=None, password=None),
+            content=b"[]",
+            headers={"Content-Type": "application/json"},
+            auth=auth,
+            timeout=settings.connect_timeout_s,
+        )
     except httpx.HTTPError as error:
-        return Finding("error", "API", f"{url}: {type(error).__name__}", "check REVICOM_API_URL")
-    if response.status_code != 200:
-        return Finding("error", "API", f"{url} answered {response.status_code}")
-    return Finding("ok", "API", f"{url} answers")
+        return Finding("error", "receiver", f"{shown} unreachable: {type(error).__name__}", fix)
+    level, detail, fix = RECEIVER_ANSWERS.get(response.status_code, NOT_A_RECEIVER)
+    return Finding(level, "receiver", f"{shown} {detail.format(response.status_code)}", fix)

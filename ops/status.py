@@ -1,5 +1,5 @@
-"""A snapshot of every channel's stream, the results stream, the dead letters and delivery
-tracking."""
+"""A snapshot of every channel's stream, the results stream, the dead letters, delivery
+tracking and the balance guard."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import redis
 
+from config import Settings
+from tasks.balance_state import bulk_guard, read_balance, stale_after_s
 from tasks.channels import CHANNELS
 from tasks.circuit_state import read_state
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
@@ -50,6 +52,17 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Balance:
+    amounts: dict[str, float]  # currency → amount, as last refreshed (empty: never)
+    age_s: float | None  # since the last successful refresh
+    stale: bool  # too old to guard anything (or never refreshed)
+    error: str  # why the last refresh failed ('' after a success)
+    min_balance: float | None  # MIN_BALANCE of the pod asking
+    bulk_paused: bool  # the bulk channels wait for the balance to come back
+    reason: str  # why they wait
+
+
+@dataclass(frozen=True)
 class Status:
     channels: list[ChannelStatus]
     results: int
@@ -59,12 +72,15 @@ class Status:
     results_bytes: int  # memory the results stream takes in Redis (sampled estimate)
     dead_bytes: int
     tracking: Tracking
+    balance: Balance
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def snapshot(client: redis.Redis, keys: Keys) -> Status:
+def snapshot(client: redis.Redis, keys: Keys, settings: Settings | None = None) -> Status:
+    """Everything as stored; the guard judged with `settings` (MIN_BALANCE,
+    BALANCE_REFRESH_S), or without a threshold and the default refresh period."""
     now_ms = time.time() * 1000
     channels = [_channel(client, keys, name, now_ms) for name in CHANNELS]
     circuit = read_state(client, keys.circuit)
@@ -85,6 +101,25 @@ def snapshot(client: redis.Redis, keys: Keys) -> Status:
             int(client.zcount(keys.tracking, "-inf", int(now_ms))),
             int(client.zcard(keys.parked_index)),
         ),
+        _balance(client, keys, settings),
+    )
+
+
+def _balance(client: redis.Redis, keys: Keys, settings: Settings | None) -> Balance:
+    refresh_s = Settings.model_fields["balance_refresh_s"].default
+    minimum = None
+    if settings is not None:
+        refresh_s, minimum = settings.balance_refresh_s, settings.min_balance
+    state = read_balance(client, keys.balance)
+    guard = bulk_guard(state, minimum, stale_after_s(refresh_s))
+    return Balance(
+        {c: float(a) for c, a in sorted(state.amounts.items())},
+        None if state.age_s is None else round(state.age_s, 1),
+        guard.stale,
+        state.error,
+        None if minimum is None else float(minimum),
+        guard.paused,
+        guard.reason,
     )
 
 

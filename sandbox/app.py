@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox.auth import Credentials
+from sandbox.balance import DEFAULT_BALANCE, Amounts, Balance, any_key_type
 from sandbox.callbacks import Callbacks
 from sandbox.delivery import STOPPED, Deliverer, Delivery
 from sandbox.faults import FaultPlan, Faults
@@ -32,6 +33,7 @@ from sandbox.recorder import Recorder
 from sandbox.rules import APPROVED_SENDER_CHANNELS, TIME_FORMAT, ApiError, Validator, invalid
 
 MESSAGE_PATH = "/api/v1/message"
+BALANCE_PATH = "/api/v1/balance"
 CONVERSION_PATH = "/api/v1/flashcall-conversion"
 MAX_OBJECTS = 1000
 STOP_PATH = "/api/v1/message/stop"
@@ -94,6 +96,8 @@ class Sandbox:
         flashcall_max_digits: int = 4,
         seed: int | None = None,
         delivery: Delivery | None = None,
+        *,
+        balance: float = DEFAULT_BALANCE,
     ) -> None:
         self.credentials = credentials
         self.plan = FaultPlan(faults, seed)
@@ -101,6 +105,7 @@ class Sandbox:
         self.messages = Messages()
         self.callbacks = Callbacks()
         self.delivery = Deliverer(self.callbacks, delivery, seed)
+        self.balance = Balance(balance)
         self.flashcall_max_digits = flashcall_max_digits
         self.frozen_now: datetime | None = None
         #: Bodies whose validation raised: answered 422, and a bug of the sandbox to fix.
@@ -233,6 +238,7 @@ class Sandbox:
         self.recorder.record(request[0], path, created_uuids, created, request[1])
         if path == MESSAGE_PATH:
             self.messages.add(self.delivery.create(created_uuids, created))
+            self.balance.charge(len(created), self.delivery.plan.price)
         return json_response(200, {"errors": len(created) != len(objects), "items": items})
 
     async def lookup(self, request: Request) -> Response:
@@ -278,7 +284,27 @@ class Sandbox:
             200, {"errors": any(i["code"] != STOPPED for i in items), "items": items}
         )
 
+    async def account_balance(self, request: Request) -> Response:
+        """`GET /api/v1/balance`: any key type; faults apply as they do to lookups."""
+        injected = await self._injected_fault()
+        if injected is not None:
+            return injected
+        auth_error = any_key_type(self.credentials, request.headers.get("authorization"))
+        if auth_error is not None:
+            return error_response(*auth_error)
+        return json_response(200, self.balance.view())
+
     # -- controls ----------------------------------------------------------------------------
+
+    async def balance_control(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                self.balance.set(Amounts.model_validate_json(await request.body()).root)
+            except ValidationError as error:
+                return invalid_plan(error)
+        elif request.method == "DELETE":
+            self.balance.restore()
+        return json_response(200, self.balance.view())
 
     async def received(self, request: Request) -> Response:
         if request.method == "DELETE":
@@ -350,6 +376,7 @@ class Sandbox:
         self.delivery.timeline.clear()
         self.callbacks.clear()
         self.delivery.set(Delivery())
+        self.balance.restore()
         return Response(status_code=204)
 
 
@@ -416,6 +443,8 @@ def create_app(sandbox: Sandbox) -> Starlette:
         Route(STOP_PATH, sandbox.stop, methods=["POST"]),
         Route(CONVERSION_PATH, sandbox.api, methods=["POST"]),
         Route("/api/v1/ping", ping, methods=["GET"]),
+        Route(BALANCE_PATH, sandbox.account_balance, methods=["GET"]),
+        Route("/_sandbox/balance", sandbox.balance_control, methods=["GET", "PUT", "DELETE"]),
         Route("/_sandbox/received", sandbox.received, methods=["GET", "DELETE"]),
         Route("/_sandbox/stats", sandbox.stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/faults", sandbox.faults, methods=["GET", "PUT", "DELETE"]),

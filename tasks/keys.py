@@ -83,6 +83,11 @@ class Keys:
         return f"{self.prefix}:circuit:probe"
 
     @property
+    def balance(self) -> str:
+        """The account balance as last refreshed, a hash (see tasks/balance_state.py)."""
+        return f"{self.prefix}:balance"
+
+    @property
     def celery(self) -> str:
         """Prefix of the Celery broker's own keys, so they share the namespace."""
         return f"{self.prefix}:celery:"

@@ -27,6 +27,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from config import Settings
+from tasks.balance_state import BALANCE_ENDPOINT
 from tasks.channels import MESSAGE_ENDPOINT, STOP_ENDPOINT
 from tasks.untrusted import quote
 from worker import metrics
@@ -169,6 +170,16 @@ class ApiClient:
             response = self._timed(
                 "GET", MESSAGE_ENDPOINT, params=httpx.QueryParams(query), timeout=timeout_s
             )
+        except httpx.TransportError as error:
+            return _answer(error, 1)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return dataclasses.replace(_answer(response, 1), retry_after=retry_after)
+
+    def balance(self, timeout_s: float) -> Answer:
+        """GET /api/v1/balance, once (its callers ask again on their own schedule); the body
+        is read with `tasks.balance_state.parse_balance`."""
+        try:
+            response = self._timed("GET", BALANCE_ENDPOINT, timeout=timeout_s)
         except httpx.TransportError as error:
             return _answer(error, 1)
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))

@@ -16,6 +16,7 @@ from kombu import Queue
 from config import get_settings
 from tasks.channels import BULK_QUEUE, OTP_QUEUE
 from tasks.keys import Keys
+from worker.balance import BalanceStep
 from worker.batcher import BatcherStep, BrokerReconnectStep
 from worker.metrics_step import MetricsStep
 from worker.poller import PollerStep
@@ -69,3 +70,4 @@ app.steps["worker"].add(BatcherStep)
 app.steps["consumer"].add(BrokerReconnectStep)
 app.steps["worker"].add(MetricsStep)
 app.steps["worker"].add(PollerStep)
+app.steps["worker"].add(BalanceStep)

@@ -1,7 +1,8 @@
 """One batch of one channel, top to bottom.
 
 the batch starts: it gets the entries it holds (worker/ownership.py), or nothing when stale;
-    while the API circuit is open (worker/circuit.py) it gives them all back unsent
+    while the API circuit is open (worker/circuit.py), or the balance guard pauses its bulk
+    channel (worker/balance.py), it gives them all back unsent
   → each entry parsed and re-validated (an invalid or malformed one is rejected, never sent)
   → jobIds claimed in the ledger (finished ones are only acknowledged; ones another live
     batch holds are left pending)
@@ -39,6 +40,7 @@ from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.contract import ContractContext, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome, is_job_id
 from worker import metrics
+from worker.balance import guard_now
 from worker.delivery import ItemResult, Sending, Status, deliver
 from worker.ledger import Finished, FinishReport
 from worker.ownership import HeldEntry, Started
@@ -66,7 +68,7 @@ class BatchReport:
     rejected: int = 0
     failed: int = 0
     expired: int = 0
-    returned: int = 0  # given back unsent: the circuit is open
+    returned: int = 0  # given back unsent: the circuit is open, or the balance guard holds
     busy: int = 0  # held by another live batch: left pending
     finished_before: int = 0  # duplicates of finished jobs: acknowledged only
     requests: int = 0
@@ -99,6 +101,8 @@ def process_batch(
     try:
         if not probe and res.circuit.state().open:
             return _give_back(res, channel, batch, len(started.entries))
+        if not CHANNELS[channel].otp and guard_now(res.redis, res.keys, res.settings).paused:
+            return _give_back(res, channel, batch, len(started.entries))
         return _process(res, channel, batch, started, probe)
     finally:
         res.leases.remove(batch)
@@ -107,7 +111,8 @@ def process_batch(
 
 
 def _give_back(res: Resources, channel: str, batch: str, size: int) -> BatchReport:
-    """The circuit is open: every entry waits, unsent and without an outcome."""
+    """The circuit is open, or the balance low: every entry waits, unsent and without an
+    outcome, and no delivery is counted against MAX_DELIVERIES."""
     _finish_batch(res, channel, batch, [])
     report = BatchReport(channel, size, returned=size)
     _count(report)

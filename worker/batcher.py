@@ -12,6 +12,8 @@ stops reading and sends what it holds itself, within the grace period.
 While the API circuit is open (worker/circuit.py) it reads nothing and cuts nothing: jobs wait
 in their streams. When the cooldown is over, the batcher that takes the probe token cuts one
 batch as the probe; when the probe succeeds the circuit closes and every batcher reads again.
+Likewise, while the balance guard (worker/balance.py) pauses the bulk channels, it neither
+reads nor cuts theirs: what it has read waits in its buffers, under its lease.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tasks.channels import CHANNELS, Channel
 from tasks.circuit_state import CircuitState
 from tasks.keys import CONSUMER_GROUP, SEND_BATCH, Keys, as_text
 from worker import retention
+from worker.balance import BalanceGuard
 from worker.batch import process_batch
 from worker.circuit import Circuit
 from worker.ownership import READER_PREFIX, Lease, LeaseTimes, Ownership, new_batch_id
@@ -100,6 +103,8 @@ class Batcher:
         self._lease_ms = min(self._ownership.leases.of(c.name) for c in channels)
         self._circuit = Circuit(self._redis, self._keys, settings)
         self._paused_reason: str | None = None
+        self._guard = BalanceGuard(self._redis, self._keys, settings)
+        self._bulk_paused = False
         self._names = (f"{READER_PREFIX}{node}-{os.getpid()}-{n}" for n in itertools.count())
         self.reader = next(self._names)
         self._buffers = {
@@ -185,17 +190,22 @@ class Batcher:
         if now >= self._next_trim:
             retention.trim(self._redis, self._keys, self._settings)
             self._next_trim = now + retention.TRIM_EVERY_S
+        held = self._held_back()
         circuit = self._circuit.state()
         if circuit.open:
-            self._paused(now, circuit)
+            self._paused(now, circuit, held)
             return
         if self._paused_reason is not None:
             log.warning("batcher %s reads again: the circuit closed", self.reader)
             self._paused_reason = None
-        self._dispatch_due(now)
-        readable = [b for b in self._buffers.values() if not self._queue_full(b.channel)]
+        self._dispatch_due(now, held)
+        readable = [
+            b
+            for b in self._buffers.values()
+            if b.channel.name not in held and not self._queue_full(b.channel)
+        ]
         if not readable:
-            self._stopping.wait(0.01)
+            self._stopping.wait(MAX_BLOCK_MS / 1000 if held else 0.01)
             return
         # A buffer whose queue is full cannot be cut however due it is: it sets no deadline.
         wait_s = min([MAX_BLOCK_MS / 1000, *(b.wait_s(now) for b in readable)])
@@ -239,7 +249,27 @@ class Batcher:
                 )
                 buffer.entries += [(entry_id, now - buffer.linger_s) for entry_id in missing]
 
-    def _paused(self, now: float, circuit: CircuitState) -> None:
+    def _held_back(self) -> frozenset[str]:
+        """This batcher's bulk channels while the balance guard pauses them."""
+        bulk = frozenset(name for name, b in self._buffers.items() if not b.channel.otp)
+        guard = self._guard.current() if bulk else None
+        paused = guard is not None and guard.paused
+        if paused != self._bulk_paused:
+            self._bulk_paused = paused
+            if guard is not None and guard.paused:
+                log.info(
+                    "batcher %s holds %s back: %s",
+                    self.reader,
+                    ", ".join(sorted(bulk)),
+                    guard.reason,
+                )
+            else:
+                log.info("batcher %s reads %s again", self.reader, ", ".join(sorted(bulk)))
+        return bulk if paused else frozenset()
+
+    def _paused(
+        self, now: float, circuit: CircuitState, held: frozenset[str] = frozenset()
+    ) -> None:
         """Nothing is read or cut while the circuit is open, but the one probe batch."""
         if self._paused_reason != circuit.reason:
             log.warning("batcher %s paused, circuit open: %s", self.reader, circuit.reason)
@@ -247,15 +277,20 @@ class Batcher:
         for batch, queued in list(self._queued.items()):
             if queued.probe and not queued.on_broker:
                 self._put_on_broker(batch, queued)  # a probe the broker refused: again
-        if circuit.probe_due and self._circuit.take_probe(self.reader) and not self._probe(now):
+        probe_due = circuit.probe_due and self._circuit.take_probe(self.reader)
+        if probe_due and not self._probe(now, held):
             self._circuit.probe_done(self.reader)  # nothing to send here: another may probe
         self._stopping.wait(MAX_BLOCK_MS / 1000)
 
-    def _probe(self, now: float) -> bool:
-        """Cut one batch to test the API with; False if this batcher has no job to send."""
-        if not any(b.entries for b in self._buffers.values()):
-            self._read(list(self._buffers.values()), block_ms=1)
-        buffer = next((b for b in self._buffers.values() if b.entries), None)
+    def _probe(self, now: float, held: frozenset[str] = frozenset()) -> bool:
+        """Cut one batch to test the API with; False if this batcher has no job to send (but
+        of channels the balance guard holds back)."""
+        buffers = [b for b in self._buffers.values() if b.channel.name not in held]
+        if not buffers:
+            return False
+        if not any(b.entries for b in buffers):
+            self._read(buffers, block_ms=1)
+        buffer = next((b for b in buffers if b.entries), None)
         if buffer is None:
             return False
         log.warning("batcher %s sends a probe batch of %s", self.reader, buffer.channel.name)
@@ -293,11 +328,13 @@ class Batcher:
         self.reader = next(self._names)
         self._ownership.new_reader(self.reader, self._lease_ms)
 
-    def _dispatch_due(self, now: float) -> None:
+    def _dispatch_due(self, now: float, held: frozenset[str] = frozenset()) -> None:
         for batch, queued in list(self._queued.items()):
             if not queued.on_broker or queued.maybe_lost:
                 self._put_on_broker(batch, queued)
         for buffer in self._buffers.values():
+            if buffer.channel.name in held:
+                continue
             while buffer.due(now) and not self._queue_full(buffer.channel):
                 if not self._cut(buffer, now):
                     return

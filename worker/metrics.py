@@ -9,14 +9,17 @@ by anyone: the exporter reads them from Redis at each scrape.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="revicom-metrics-")
+    os.environ["REVICOM_METRICS_DIR_OWNER"] = str(os.getpid())  # see _remove_own_directory
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from prometheus_client import (
@@ -33,6 +36,19 @@ from prometheus_client.registry import Collector
 from config import Settings
 from tasks.keys import Keys
 from tasks.tracking.metrics import StatusMetrics
+
+
+def _remove_own_directory() -> None:
+    """A process that had to make its metrics directory (a lone worker, a command) removes it
+    when it exits; its forked pool children, with another pid, leave it."""
+    if os.environ.get("REVICOM_METRICS_DIR_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+atexit.register(_remove_own_directory)
+
+if TYPE_CHECKING:
+    from ops.status import Balance
 
 # `celery worker` loads Flower's CLI plugin, which imports prometheus_client before this module
 # sets the directory; the value class is chosen at that import, so choose it again before the
@@ -70,8 +86,14 @@ CIRCUIT_OPENED = Counter(
 )
 RETURNED = Counter(
     "revicom_jobs_returned",
-    "Jobs a batch gave back unsent because the circuit was open: they wait in their stream.",
+    "Jobs a batch gave back unsent because the circuit was open or the balance guard paused "
+    "their channel: they wait in their stream.",
     ["channel"],
+)
+BALANCE_REFRESHES = Counter(
+    "revicom_balance_refreshes",
+    "GET /api/v1/balance requests of the balance refresher, by result: ok or error.",
+    ["result"],
 )
 
 STATUS = StatusMetrics.create()
@@ -94,15 +116,16 @@ UNMATCHED = Counter(
 class StreamCollector(Collector):
     """Stream length, unread, pending and the oldest pending age per channel, read at scrape."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings | None = None) -> None:
         self._redis = client
         self._keys = keys
+        self._settings = settings
 
     def collect(self) -> Iterator[Metric]:
         from ops.status import snapshot  # noqa: PLC0415 - ops depends on nothing of ours here
 
         try:
-            state = snapshot(self._redis, self._keys)
+            state = snapshot(self._redis, self._keys, self._settings)
         except redis.RedisError:
             return
         families: dict[str, GaugeMetricFamily] = {
@@ -164,6 +187,31 @@ class StreamCollector(Collector):
             "1 while the API circuit is open: no pod sends, jobs wait.",
             value=int(state.circuit.open),
         )
+        yield from _balance(state.balance)
+
+
+def _balance(balance: Balance) -> Iterator[Metric]:
+    """Every pod's exporter shows what is stored (like the streams), not only the refresher's:
+    whichever pod is scraped, or holds the lease, the numbers are the same."""
+    amounts = GaugeMetricFamily(
+        "revicom_balance", "The account balance as last refreshed.", labels=["currency"]
+    )
+    for currency, amount in balance.amounts.items():
+        amounts.add_metric([currency], amount)
+    yield amounts
+    if balance.age_s is not None:
+        yield GaugeMetricFamily(
+            "revicom_balance_age_seconds",
+            "Since the balance was last refreshed (stale: the guard no longer applies).",
+            value=balance.age_s,
+        )
+    paused = GaugeMetricFamily(
+        "revicom_bulk_paused",
+        "1 while the bulk channels wait, by reason (balance: below MIN_BALANCE).",
+        labels=["reason"],
+    )
+    paused.add_metric(["balance"], int(balance.bulk_paused))
+    yield paused
 
 
 def serve(settings: Settings) -> None:
@@ -171,5 +219,5 @@ def serve(settings: Settings) -> None:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    registry.register(StreamCollector(client, Keys(settings.dispatch_key_prefix)))
+    registry.register(StreamCollector(client, Keys(settings.dispatch_key_prefix), settings))
     start_http_server(settings.metrics_port, registry=registry)

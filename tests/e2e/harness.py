@@ -39,6 +39,9 @@ FAST = {
     "VK_LINGER_MS": "300",
     "SHUTDOWN_GRACE_S": "10",
     "METRICS_PORT": "0",  # several workers run at once; the metrics test picks a port
+    # No balance refresher: its GET would take the faults a test sets for the next sends
+    # (they apply to every API request); the balance guard's test turns it on.
+    "BALANCE_REFRESH_S": "0",
 }
 
 
