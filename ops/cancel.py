@@ -23,6 +23,7 @@ from tasks import untrusted
 from tasks.channels import CHANNELS, MAX_STOP_UUIDS
 from tasks.jobs import ApiError, Outcome, is_job_id
 from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys, as_text
+from tasks.segments import SMS, sms_segments
 from tasks.untrusted import quote
 from worker.api_client import Answer, ApiClient, listed_messages
 
@@ -355,6 +356,7 @@ class CancelledOutcomes:
     def of(self, channel: str, job: dict[str, Any] | None, job_id: str, entry_id: str) -> str:
         message = _message(job)
         destination, external = message.get("destination"), message.get("externalMessageId")
+        content = message.get("content") if channel == SMS else None
         outcome = {
             **self._base,
             "jobId": job_id,
@@ -362,6 +364,7 @@ class CancelledOutcomes:
             "channelType": channel,  # the stream's, as a batch's outcome says
             "destination": destination if isinstance(destination, str) else None,
             "externalMessageId": external if isinstance(external, str) else None,
+            "segments": sms_segments(content) if isinstance(content, str) else None,
         }
         return orjson.dumps(outcome).decode()
 

@@ -172,7 +172,8 @@ class Sandbox:
         return response
 
     def _create(self, path: str, body: bytes, request: tuple[int, float]) -> Response:
-        """Every body gets a documented answer: 200, or 422 (503 5030 for the shortener)."""
+        """Every body gets a documented answer: 200, or 422 (503 5030 for the shortener; 429
+        over the rate limit)."""
         try:
             return self._validated_create(path, body, request)
         except Exception:
@@ -194,6 +195,9 @@ class Sandbox:
         self.recorder.sized(objects, _channels(objects) if path == MESSAGE_PATH else {"CONVERSION"})
         if len(objects) > MAX_OBJECTS:
             return error_response(422, 4220, "Max count of messages is 1000")
+        retry_after = self.plan.take_tokens(len(objects))
+        if retry_after is not None:
+            return _fault_response(429, retry_after)
         error = self._first_error(path, objects)
         if error is not None:
             return error_response(503 if error[0] == 5030 else 422, *error)

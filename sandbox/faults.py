@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
+import time
+from collections.abc import Callable
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,6 +53,20 @@ class ItemCode(BaseModel):
         return _regex(value)
 
 
+class RateLimit(BaseModel):
+    """An account's send limit, as an operator enforces it: a token bucket of `burst`
+    messages refilled at `perSecond`, shared by /message and /flashcall-conversion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    perSecond: float = Field(gt=0, allow_inf_nan=False, description="Messages refilled a second.")
+    burst: int = Field(
+        ge=1,
+        description="The bucket's size (full when the faults are set). A request of more "
+        "objects than this can never pass: it always gets 429 with Retry-After 1.",
+    )
+
+
 class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +93,13 @@ class Faults(BaseModel):
     shortenerDown: bool = Field(
         False, description="Messages with shortUrl: true get 503 5030 Url shortener is unavailable."
     )
+    rateLimit: RateLimit | None = Field(
+        None,
+        description="Each request of a well-formed array of at most 1000 objects takes one "
+        "token per object (a 422 too); one that finds too few gets 429 Too Many Requests with "
+        "Retry-After (whole seconds until enough are back, at least 1), takes none and "
+        "creates nothing.",
+    )
 
     @field_validator("rejectDestinations", "rejectSenders")
     @classmethod
@@ -98,6 +122,18 @@ class FaultPlan:
         self.reject_destination = _compile(faults.rejectDestinations)
         self.reject_sender = _compile(faults.rejectSenders)
         self.item_codes = [(re.compile(i.destination), i.code) for i in faults.itemCodes]
+        limit = faults.rateLimit
+        self._bucket = None if limit is None else TokenBucket(limit.perSecond, limit.burst)
+
+    def take_tokens(self, count: int) -> int | None:
+        """None when the rate limit lets `count` messages through (their tokens are taken);
+        else the Retry-After, in seconds, of the 429 they get."""
+        if self._bucket is None:
+            return None
+        wait = self._bucket.take(count)
+        if wait is None:
+            return None
+        return 1 if math.isinf(wait) else max(1, math.ceil(wait))
 
     def take_drop(self) -> bool:
         if self._drop_left:
@@ -121,6 +157,28 @@ class FaultPlan:
         if fault.fraction and self._random.random() < fault.fraction:
             return fault
         return None
+
+
+class TokenBucket:
+    """`size` tokens at most, `rate` more a second; only a whole request's worth is taken."""
+
+    def __init__(self, rate: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.size, self._clock = rate, size, clock
+        self._tokens = float(size)
+        self._at = clock()
+
+    def take(self, count: int) -> float | None:
+        """None when `count` tokens were there (they are taken); else the seconds until they
+        will be, infinite when `count` is more than the bucket holds."""
+        now = self._clock()
+        self._tokens = min(float(self.size), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if count <= self._tokens:
+            self._tokens -= count
+            return None
+        if count > self.size:
+            return math.inf
+        return (count - self._tokens) / self.rate
 
 
 def _compile(pattern: str | None) -> re.Pattern[str] | None:

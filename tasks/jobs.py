@@ -127,6 +127,14 @@ class Outcome(BaseModel):
     httpStatus: int | None = Field(None, description="Of the last API response; null if none.")
     attempts: int = Field(0, ge=0, description="HTTP requests that carried this job.")
     externalMessageId: str | None = None
+    segments: int | None = Field(
+        None,
+        ge=1,
+        description="SMS only: the parts its text is sent and billed as (GSM-7: 160 septets "
+        "alone, 153 each concatenated; UCS-2: 70 or 67 UTF-16 units), whatever unit the rate "
+        "limits count in; null for other channels and when the batch had no valid message "
+        "(invalid, expired, given up). A cancelled job's text is counted as it was queued.",
+    )
     finishedAt: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def to_wire(self) -> str:

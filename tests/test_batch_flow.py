@@ -230,6 +230,7 @@ def test_accepted_jobs_carry_what_the_sandbox_answered(build: Build, sandbox: ht
             "httpStatus": 200,
             "attempts": 1,
             "externalMessageId": None,
+            "segments": 1,
             "finishedAt": outcome["finishedAt"],
         }
         assert started <= datetime.fromisoformat(outcome["finishedAt"]) <= datetime.now(UTC)
@@ -1014,3 +1015,29 @@ def test_callbacks_that_came_before_the_outcome_are_counted_as_final_statuses(
     after = final("delivered"), final("undelivered"), time_to_final()
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
     assert (after[2][0] - before[2][0], after[2][1] - before[2][1]) == (2, 0.0)
+
+
+def test_sms_outcomes_count_their_segments(build: Build, sandbox: httpx.Client) -> None:
+    res = build()
+    texts = {"gsm": "a" * 200, "ucs2": "ж" * 71, "escapes": "€" * 80, "short": "hi"}
+    queue(res, [job(i, n, content=t) for n, (i, t) in enumerate(texts.items())])
+    queue(res, [job("bad", 9, destination="not a number")], batch="b-2")
+    assert run(res).accepted == 4
+    assert run(res, "b-2").rejected == 1
+    segments = {o["jobId"]: (o["status"], o["segments"]) for o in outcomes(res)}
+    assert segments == {
+        "gsm": ("accepted", 2),
+        "ucs2": ("accepted", 2),
+        "escapes": ("accepted", 1),
+        "short": ("accepted", 1),
+        "bad": ("rejected", None),  # no valid message to count
+    }
+    assert [r["message"]["content"] for r in received(sandbox)] == list(texts.values())
+
+
+def test_other_channels_have_no_segments(build: Build, sandbox: httpx.Client) -> None:
+    res = build()
+    queue(res, [{"jobId": "f", "message": variant("FLASHCALL")}], channel="FLASHCALL")
+    assert run(res, channel="FLASHCALL").accepted == 1
+    (outcome,) = outcomes(res)
+    assert (outcome["channelType"], outcome["segments"]) == ("FLASHCALL", None)

@@ -276,10 +276,26 @@ def test_a_cancelled_outcome_is_what_the_model_would_write() -> None:
         "httpStatus": None,
         "attempts": 0,
         "externalMessageId": "e",
+        "segments": None,
     }
     assert abs((datetime.now(UTC) - built.finishedAt).total_seconds()) < 5
     hostile = Outcome.model_validate_json(CancelledOutcomes().of("SMS", None, "1-0", "1-0"))
     assert (hostile.destination, hostile.externalMessageId) == (None, None)
+    assert hostile.segments is None
+
+
+def test_a_cancelled_sms_counts_the_segments_of_its_text() -> None:
+    outcomes = CancelledOutcomes()
+
+    def segments(channel: str, content: object) -> int | None:
+        job = {"jobId": "j", "message": {"content": content}}
+        return Outcome.model_validate_json(outcomes.of(channel, job, "j", "1-0")).segments
+
+    assert segments("SMS", "a" * 200) == 2
+    assert segments("SMS", "ж" * 70) == 1
+    assert segments("SMS", "") == 1
+    assert segments("SMS", ["not", "text"]) is None
+    assert segments("VK", "a" * 200) is None
 
 
 def test_rows_count_by_result_then_reason() -> None:

@@ -87,6 +87,7 @@ def test_outcome_json_has_every_field() -> None:
         "httpStatus",
         "attempts",
         "externalMessageId",
+        "segments",
         "finishedAt",
     }
     assert data["finishedAt"].endswith("Z")

@@ -37,8 +37,9 @@ from config import Settings
 from tasks import untrusted
 from tasks.api_terms import READ_STATUSES
 from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
-from tasks.contract import ContractContext, field_errors, to_api_json
+from tasks.contract import ContractContext, SmsMessage, field_errors, to_api_json
 from tasks.jobs import ApiError, Job, Outcome, is_job_id
+from tasks.segments import sms_segments
 from worker import metrics
 from worker.balance import guard_now
 from worker.delivery import ItemResult, Sending, Status, deliver
@@ -351,6 +352,7 @@ def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
         httpStatus=result.http_status,
         attempts=result.attempts,
         externalMessageId=getattr(message, "externalMessageId", None),
+        segments=sms_segments(message.content) if isinstance(message, SmsMessage) else None,
     )
     state = f"accepted:{result.message_uuid}" if result.status == "accepted" else result.status
     dead = _dead_letter(p) if result.status == "failed" else ""
