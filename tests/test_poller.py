@@ -21,11 +21,12 @@ from tasks.statuses import iter_statuses
 from tasks.tracking.store import StatusStore
 from tests.conftest import SANDBOX_TOKEN
 from tests.contract_cases import variant
+from tests.sandbox_client import wait_until
 from tests.test_status_model import accept
 from worker.api_client import Answer, listed_messages
 from worker.ledger import Ledger
 from worker.ownership import LeaseTimes, Ownership
-from worker.poller import IDLE_S, LOOKUP_TIMEOUT_S, Poller, _shape
+from worker.poller import IDLE_S, LOOKUP_TIMEOUT_S, Poller, PollerStep, _shape
 
 CHANNEL = "SMS"
 
@@ -354,3 +355,22 @@ def test_the_poller_thread_looks_up_by_itself_and_stops(
     assert [(e["jobId"], e["final"]) for e in entries(redis_client, keys)] == [("j-thread", True)]
     assert len(calls) >= 3
     assert redis_client.get(keys.lease("poller")) == b"node-c-" + str(os.getpid()).encode()
+
+
+def test_the_bootstep_runs_one_poller_per_node_and_stops_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.poller.get_settings", lambda: settings)
+    node = types.SimpleNamespace(hostname="sms@pod-1")
+    step = PollerStep(node)
+    step.stop(node)  # before a start: nothing to stop
+    assert step.poller is None
+    step.start(node)
+    poller = step.poller
+    assert isinstance(poller, Poller)
+    assert poller.name == f"sms@pod-1-{os.getpid()}"
+    assert poller._settings is settings
+    wait_until(poller._thread.is_alive)
+    step.stop(node)
+    assert step.poller is None
+    assert not poller._thread.is_alive()
