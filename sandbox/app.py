@@ -249,12 +249,9 @@ class Sandbox:
         """`GET /api/v1/message`. The docs show no answer; the page is titled "Getting array
         of messages", so it answers a bare JSON array of message objects. Faults apply (not
         counted in the stats, which count sends)."""
-        injected = await self._injected_fault()
-        if injected is not None:
-            return injected
-        auth_error = self.credentials.check(request.headers.get("authorization"), ("Basic",))
-        if auth_error is not None:
-            return error_response(*auth_error)
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
         query = parse_query(request.query_params)
         if isinstance(query, tuple):
             return error_response(422, *query)
@@ -264,12 +261,9 @@ class Sandbox:
         """`POST /api/v1/message/stop` with `{"uuids": [...]}`: one item per uuid, in order,
         as /message answers (`errors` when any item is not 200). Faults apply, as to lookups;
         an unknown uuid is 404 (another account's too: the API cannot tell them apart)."""
-        injected = await self._injected_fault()
-        if injected is not None:
-            return injected
-        auth_error = self.credentials.check(request.headers.get("authorization"), ("Basic",))
-        if auth_error is not None:
-            return error_response(*auth_error)
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
@@ -290,13 +284,23 @@ class Sandbox:
 
     async def account_balance(self, request: Request) -> Response:
         """`GET /api/v1/balance`: any key type; faults apply as they do to lookups."""
+        refused = await self._refused(request, any_key=True)
+        if refused is not None:
+            return refused
+        return json_response(200, self.balance.view())
+
+    async def _refused(self, request: Request, *, any_key: bool = False) -> Response | None:
+        """The answer of a call other than a send when a fault or the key refuses it: faults
+        apply to every call (an outage takes them all), not counted in the stats of sends."""
         injected = await self._injected_fault()
         if injected is not None:
             return injected
-        auth_error = any_key_type(self.credentials, request.headers.get("authorization"))
-        if auth_error is not None:
-            return error_response(*auth_error)
-        return json_response(200, self.balance.view())
+        header = request.headers.get("authorization")
+        if any_key:
+            auth_error = any_key_type(self.credentials, header)
+        else:
+            auth_error = self.credentials.check(header, ("Basic",))
+        return None if auth_error is None else error_response(*auth_error)
 
     # -- controls ----------------------------------------------------------------------------
 
