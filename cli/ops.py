@@ -19,6 +19,7 @@ from ops.replay import replay as replay_dead
 from ops.status import Balance, snapshot
 from tasks.channels import CHANNELS
 from tasks.keys import Keys
+from worker.rate_limits.state import Rates
 
 out = Console()
 
@@ -77,6 +78,8 @@ def status(
     else:
         out.print("circuit: closed (sending)")
     _print_balance(state.balance)
+    if state.rates is not None:
+        _print_rates(state.rates)
     for stray in state.stray:
         out.print(
             f"[yellow]warning: {stray.stream} holds {stray.length} entries that no worker reads "
@@ -103,6 +106,26 @@ def _print_balance(balance: Balance) -> None:
         )
     else:
         out.print(f"balance guard: bulk sending (MIN_BALANCE {balance.min_balance:g})")
+
+
+def _print_rates(rates: Rates) -> None:
+    limits = [
+        f"{limit.bucket} {limit.configured:g}/s"
+        + (f" (now {limit.effective:g}/s)" if limit.effective != limit.configured else "")
+        for limit in rates.limits
+        if limit.configured or limit.effective
+    ]
+    adaptive = ", adaptive" if rates.adaptive else ""
+    out.print(
+        f"rate limits ({rates.unit}s, burst {rates.burst_s:g} s{adaptive}): "
+        + (", ".join(limits) or "none")
+    )
+    for pause in rates.pauses:
+        if pause.remaining_s > 0:
+            out.print(
+                f"[yellow bold]POST {pause.endpoint} PAUSED for {pause.remaining_s:.1f} s[/] "
+                "by a 429 — every pod waits it out"
+            )
 
 
 def check() -> None:

@@ -26,6 +26,7 @@ class ChannelTuning:
     batch_size: int
     linger_ms: int
     max_age_s: float
+    rate_limit: float  # units a second for every pod together; 0: none
 
 
 #: How long before its record expires a message still without a final status must be given
@@ -329,6 +330,62 @@ class Settings(BaseSettings):
         86_400.0, gt=0, description="Oldest conversion report still sent (s)."
     )
 
+    # Send rates, enforced in Redis for every pod together (worker/rate_limits/).
+    sms_rate_limit: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Most SMS a second (or segments, see RATE_LIMIT_UNIT), all pods together; "
+        "0: no limit of its own.",
+    )
+    whatsapp_rate_limit: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Most WHATSAPP a second; 0: none."
+    )
+    vk_rate_limit: float = Field(0.0, ge=0, allow_inf_nan=False, description="Most VK a second.")
+    flashcall_rate_limit: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Most FLASHCALL a second; 0: none."
+    )
+    voicecode_rate_limit: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Most VOICECODE a second; 0: none."
+    )
+    flashcall_conversion_rate_limit: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Most conversion reports a second; 0: none."
+    )
+    account_rate_limit: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Most units a second over every channel (the account's contracted rate), "
+        "all pods together; 0: none.",
+    )
+    otp_rate_share: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of ACCOUNT_RATE_LIMIT only the code channels (FLASHCALL, VOICECODE, "
+        "conversions) may use: the bulk channels together get at most (1 - share) of it, so a "
+        "campaign never takes the codes' share; codes may use all of it while bulk is idle.",
+    )
+    rate_burst_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Seconds of a limit that may go at once after an idle spell (the burst); a "
+        "request larger than that is paced (the next one waits), never refused.",
+    )
+    rate_limit_unit: Literal["message", "segment"] = Field(
+        "message",
+        description="What the limits count: `message`, or `segment` (an SMS counts its parts, "
+        "as the account is billed and throttled; other channels count 1).",
+    )
+    adaptive_rate: bool = Field(
+        False,
+        description="On a 429 a channel's rate halves for every pod and then climbs back by 5 % "
+        "of its limit a second, never above its limit; a channel without a limit learns one "
+        "from what the API accepted before the 429.",
+    )
+
     @model_validator(mode="after")
     def _poison_is_alone_before_it_fails(self) -> Self:
         largest = max(self.tuning(c).batch_size for c in CHANNELS)
@@ -385,18 +442,42 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _queued_batches_outlive_their_wait(self) -> Self:
+        for channel in CHANNELS:
+            rate = self.tightest_rate(channel)
+            batch = self.tuning(channel).batch_size
+            if rate and batch * self.max_queued_batches / rate > self.queued_batch_timeout_s:
+                raise ValueError(
+                    f"{channel}_BATCH_SIZE x MAX_QUEUED_BATCHES ({batch} x "
+                    f"{self.max_queued_batches}) at its rate limit ({rate:g}/s) takes longer "
+                    f"than QUEUED_BATCH_TIMEOUT_S ({self.queued_batch_timeout_s:g} s): queued "
+                    "batches would be let go while earlier ones wait for budget; lower the "
+                    "batch size"
+                )
+        return self
+
     @property
     def callback_event_list(self) -> list[str]:
         return [e.strip() for e in self.callback_events.split(",") if e.strip()]
 
     def tuning(self, channel: str) -> ChannelTuning:
-        """Batching of one channel; its settings are `{CHANNEL}_BATCH_SIZE`/`_LINGER_MS`."""
+        """Batching and rate of one channel: `{CHANNEL}_BATCH_SIZE`, `_LINGER_MS`, `_MAX_AGE_S`,
+        `_RATE_LIMIT`."""
         key = channel.lower()
         return ChannelTuning(
             batch_size=getattr(self, f"{key}_batch_size"),
             linger_ms=getattr(self, f"{key}_linger_ms"),
             max_age_s=getattr(self, f"{key}_max_age_s"),
+            rate_limit=getattr(self, f"{key}_rate_limit"),
         )
+
+    def tightest_rate(self, channel: str) -> float:
+        """The lowest limit a channel's requests draw on (0: none), adaptation aside."""
+        limits = [self.tuning(channel).rate_limit, self.account_rate_limit]
+        if self.account_rate_limit and not CHANNELS[channel].otp:
+            limits.append(self.account_rate_limit * (1 - self.otp_rate_share))
+        return min((limit for limit in limits if limit > 0), default=0.0)
 
 
 @lru_cache(maxsize=1)

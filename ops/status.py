@@ -1,5 +1,5 @@
 """A snapshot of every channel's stream, the results stream, the dead letters, delivery
-tracking and the balance guard."""
+tracking, the balance guard, and the send-rate limits with the endpoints a 429 paused."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tasks.balance_state import bulk_guard, read_balance, stale_after_s
 from tasks.channels import CHANNELS
 from tasks.circuit_state import read_state
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
+from worker.rate_limits.state import Rates, read_rates
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Status:
     dead_bytes: int
     tracking: Tracking
     balance: Balance
+    rates: Rates | None = None  # with the pod's settings only: the limits are theirs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +82,8 @@ class Status:
 
 def snapshot(client: redis.Redis, keys: Keys, settings: Settings | None = None) -> Status:
     """Everything as stored; the guard judged with `settings` (MIN_BALANCE,
-    BALANCE_REFRESH_S), or without a threshold and the default refresh period."""
+    BALANCE_REFRESH_S), or without a threshold and the default refresh period; the rate
+    limits with `settings` only."""
     now_ms = time.time() * 1000
     channels = [_channel(client, keys, name, now_ms) for name in CHANNELS]
     circuit = read_state(client, keys.circuit)
@@ -102,6 +105,7 @@ def snapshot(client: redis.Redis, keys: Keys, settings: Settings | None = None) 
             int(client.zcard(keys.parked_index)),
         ),
         _balance(client, keys, settings),
+        None if settings is None else read_rates(client, keys, settings),
     )
 
 

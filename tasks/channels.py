@@ -1,7 +1,8 @@
 """What the dispatcher needs to know of each channel besides its message model.
 
 Adding a channel is a model in `tasks/contract/` (named in its message union), one line here
-and its three settings in `config/` (`{CHANNEL}_BATCH_SIZE`, `_LINGER_MS`, `_MAX_AGE_S`); then
+and its four settings in `config/` (`{CHANNEL}_BATCH_SIZE`, `_LINGER_MS`, `_MAX_AGE_S`,
+`_RATE_LIMIT`); then
 the sandbox's own rules for it, its jobs in the demo's load and a KEDA trigger for its stream.
 Everything else (error messages, schemas, status and metrics, the ops commands) follows from
 these; tests/test_channels.py and tests/test_deploy.py fail until each piece is there.

@@ -87,6 +87,24 @@ class Keys:
         """The account balance as last refreshed, a hash (see tasks/balance_state.py)."""
         return f"{self.prefix}:balance"
 
+    def rate(self, bucket: str) -> str:
+        """A send-rate bucket's theoretical arrival time, ms as text (worker/rate_limits/):
+        `channel:{CHANNEL}`, `account` or `bulk`; it expires once the bucket is full again."""
+        return f"{self.prefix}:rate:{bucket}"
+
+    def rate_adaptive(self, channel: str) -> str:
+        """A channel's rate as learnt from 429s (ADAPTIVE_RATE), a hash: rate, cap, at."""
+        return f"{self.prefix}:rate:adaptive:{channel}"
+
+    def rate_accepted(self, channel: str) -> str:
+        """Units of a channel the API accepted this second and the last, a hash: sec, cur,
+        prev (what ADAPTIVE_RATE starts from on a 429 without a limit)."""
+        return f"{self.prefix}:rate:accepted:{channel}"
+
+    def pause(self, endpoint: str) -> str:
+        """Set by a 429 on `endpoint` (its path) for every pod, a hash: until (ms), strikes."""
+        return f"{self.prefix}:pause:{endpoint}"
+
     @property
     def celery(self) -> str:
         """Prefix of the Celery broker's own keys, so they share the namespace."""

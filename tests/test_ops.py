@@ -71,6 +71,7 @@ def test_status_command_json(redis_url: str, redis_client: redis.Redis, keys: Ke
         "dead_bytes",
         "tracking",
         "balance",
+        "rates",
     }
     assert data["circuit"] == {"open": False, "reason": "", "open_for_s": None}
     assert data["tracking"] == {"statuses": 0, "awaiting_final": 0, "overdue": 0, "parked": 0}

@@ -1,6 +1,9 @@
 """POST to the Revicom API with retries: 5xx, 429 and network errors are retried, with
 exponential backoff and jitter (or the server's Retry-After), bounded by attempts and time;
 401, 403, 422 and other answers are returned as they are.
+
+With a rate limiter (worker/rate_limits/) every attempt first waits for its budget, and a 429
+pauses the endpoint for every pod instead of only this request's retries.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tasks.channels import MESSAGE_ENDPOINT, STOP_ENDPOINT
 from tasks.untrusted import quote
 from worker import metrics
 from worker.circuit import Circuit
+from worker.rate_limits.limiter import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class Answer:
     transport_error: str | None = None
     paused: bool = False  # the circuit is open: the items wait to be sent later, no outcome
     retry_after: float | None = None  # the server's Retry-After (s), on a lookup
+    waited_s: float = 0.0  # waited for rate budget (or out a 429's pause): not retry time
 
     @property
     def error(self) -> tuple[int | None, str]:
@@ -71,7 +76,12 @@ def retryable(response: httpx.Response) -> bool:
 class ApiClient:
     """One per process: a keep-alive httpx client and the retry policy."""
 
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.BaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         token = settings.revicom_api_token
         headers = {"Content-Type": "application/json"}
         if token is not None:
@@ -88,6 +98,7 @@ class ApiClient:
             transport=transport,
         )
         self._settings = settings
+        self._limiter = limiter
 
     def close(self) -> None:
         self._http.close()
@@ -103,18 +114,31 @@ class ApiClient:
         probe: bool = False,
         still_held: Callable[[], bool] | None = None,
     ) -> Answer:
-        """POST `objects` (a JSON array) to `endpoint`; `label` names the batch in logs.
+        """POST `objects` (a JSON array) to `endpoint`; `label` names the batch in logs and
+        is its channel, whose rate budget each attempt waits for.
 
         No attempt starts after `deadline` (time.monotonic(); one batch shares it across all
-        its requests), else after RETRY_MAX_SECONDS. Each answer is told to the `circuit`;
-        while it is open no attempt starts (but the first of a `probe`), and the answer says
-        `paused`, as it does when `still_held` says the batch may have lost its entries.
+        its requests), else after RETRY_MAX_SECONDS; time waited for budget moves it later.
+        Each answer is told to the `circuit`; while it is open no attempt starts (but the
+        first of a `probe`), and the answer says `paused`, as it does when `still_held` says
+        the batch may have lost its entries, and when the API still answers 429 after the
+        last attempt (the account is throttled, the messages are not at fault).
         """
         body = orjson.dumps(objects)
         attempts = 0
+        waited = 0.0
+        limiter = self._limiter
+        units = limiter.units(label, objects) if limiter is not None else 0
 
         def once() -> httpx.Response:
-            nonlocal attempts
+            nonlocal attempts, waited
+            if limiter is not None:
+                waited_now = limiter.wait(label, endpoint, units)
+                waited += waited_now
+                if waited_now and lost():
+                    raise _NotSentError("the batch's lease is in doubt")
+                if waited_now and not (probe and attempts == 0) and circuit_open():
+                    raise _NotSentError("the circuit is open")
             attempts += 1
             try:
                 response = self._timed("POST", endpoint, content=body)
@@ -122,15 +146,25 @@ class ApiClient:
                 if circuit is not None:
                     circuit.failure(f"{type(error).__name__} on POST {endpoint}")
                 raise
-            if circuit is not None:
+            if response.status_code == THROTTLED:
+                metrics.THROTTLED.labels(endpoint).inc()
+                if limiter is not None:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    limiter.throttled(label, endpoint, retry_after)
+            elif response.status_code == 200 and limiter is not None:
+                limiter.accepted(label, units)
+            if circuit is not None and not (limiter and response.status_code == THROTTLED):
                 _tell(circuit, endpoint, response)
             return response
 
         def lost() -> bool:
             return still_held is not None and not still_held()
 
+        def circuit_open() -> bool:
+            return circuit is not None and circuit.state().open
+
         def paused() -> bool:
-            return lost() or (circuit is not None and circuit.state().open)
+            return lost() or circuit_open()
 
         if lost():
             return Answer(None, None, 0, "the batch's lease is in doubt", paused=True)
@@ -141,18 +175,30 @@ class ApiClient:
             deadline = time.monotonic() + s.retry_max_seconds
         elif time.monotonic() >= deadline:
             return Answer(None, None, 0, "the batch's deadline (RETRY_MAX_SECONDS) passed")
-        stop = stop_after_attempt(s.retry_max_attempts) | _StopBefore(deadline)
+        until = deadline
+        stop = stop_after_attempt(s.retry_max_attempts) | _StopBefore(lambda: until + waited)
         retrying = Retrying(
             retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(retryable),
             stop=stop | _StopIf(paused),
-            wait=_RetryAfterOr(s.retry_backoff_ms / 1000, s.retry_backoff_max_ms / 1000),
+            wait=_RetryAfterOr(
+                s.retry_backoff_ms / 1000,
+                s.retry_backoff_max_ms / 1000,
+                # The shared pause makes the next attempt wait, outside the deadline.
+                throttled_wait=0.0 if limiter is not None else None,
+            ),
             before_sleep=lambda state: _log_retry(state, endpoint, label, len(objects)),
             retry_error_callback=_last_outcome,
         )
-        answer = _answer(retrying(once), attempts)
+        try:
+            answer = _answer(retrying(once), attempts)
+        except _NotSentError as reason:
+            return Answer(None, None, attempts, str(reason), paused=True, waited_s=waited)
+        answer = dataclasses.replace(answer, waited_s=waited)
         failed = answer.status is None or retryable_status(answer.status)
-        if answer.status in AUTH_REFUSED or (failed and paused()):
-            # Not the messages' fault: they wait for the API (or the key) to be fixed.
+        throttled = answer.status == THROTTLED and limiter is not None
+        if answer.status in AUTH_REFUSED or (failed and paused()) or throttled:
+            # Not the messages' fault: they wait for the API (or the key, or the account's
+            # rate) to be fixed.
             return dataclasses.replace(answer, paused=True)
         return answer
 
@@ -232,6 +278,15 @@ def listed_messages(body: Any) -> list[Any] | None:
 
 #: Answers that refuse the key, not the messages: they open the circuit at once.
 AUTH_REFUSED = (401, 403)
+#: Too Many Requests: with a rate limiter, a pause for every pod rather than a failure the
+#: circuit counts (a throttled account is not a down API, and opening the circuit would stop
+#: the codes for a cooldown the Retry-After does not ask for).
+THROTTLED = 429
+
+
+class _NotSentError(Exception):
+    """While an attempt waited for its budget the batch lost its lease or the circuit
+    opened: nothing is sent, the items are returned."""
 
 
 def retryable_status(status: int) -> bool:
@@ -252,11 +307,12 @@ def _tell(circuit: Circuit, endpoint: str, response: httpx.Response) -> None:
 class _StopBefore(stop_base):
     """Stop when the next attempt would start after the deadline."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float | Callable[[], float]) -> None:
         self._deadline = deadline
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self._deadline
+        deadline = self._deadline() if callable(self._deadline) else self._deadline
+        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= deadline
 
 
 class _StopIf(stop_base):
@@ -278,15 +334,19 @@ def _last_outcome(state: RetryCallState) -> httpx.Response | BaseException | Non
 
 
 class _RetryAfterOr:
-    """The server's Retry-After when it sent one, else exponential backoff with jitter."""
+    """The server's Retry-After when it sent one, else exponential backoff with jitter; after
+    a 429, `throttled_wait` when given (a shared pause does the waiting)."""
 
-    def __init__(self, initial_s: float, max_s: float) -> None:
+    def __init__(self, initial_s: float, max_s: float, throttled_wait: float | None = None) -> None:
         self._backoff = wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
+        self._throttled_wait = throttled_wait
 
     def __call__(self, state: RetryCallState) -> float:
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
             response = outcome.result()
+            if response.status_code == THROTTLED and self._throttled_wait is not None:
+                return self._throttled_wait
             delay = retry_after_seconds(response.headers.get("Retry-After"))
             if delay is not None:
                 return delay

@@ -29,6 +29,7 @@ class ItemResult:
 class DeliveryStats:
     requests: int = 0
     splits: int = 0
+    waited_s: float = 0.0  # for rate budget: moves the deadline later, counts no attempt
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Sending:
     requests, the circuit every answer is told to, and whether it is the circuit's probe."""
 
     endpoint: str
-    label: str
+    label: str  # the channel: names the batch in logs, and whose rate budget it draws on
     deadline: float
     circuit: Circuit | None = None
     probe: bool = False
@@ -52,7 +53,10 @@ def deliver(
 
     A 422 means nothing of that request was created; for n > 1 objects each half is sent
     again, recursively (within the batch's one deadline), so one bad object in 1,000 costs
-    about 2*log2(1000) extra requests and every valid object is still delivered.
+    about 2*log2(1000) extra requests and every valid object is still delivered. Each half
+    is a request and waits for its own rate budget; time so waited moves the deadline later,
+    so a slow budget never fails a job (while it waits the lease is renewed; a lease in doubt
+    or an open circuit after the wait returns the items unsent).
     """
     delivery = _Delivery(client, how, objects)
     delivery.send(list(range(len(objects))))
@@ -72,13 +76,14 @@ class _Delivery:
             how.endpoint,
             [self.objects[i] for i in slots],
             how.label,
-            deadline=how.deadline,
+            deadline=how.deadline + self.stats.waited_s,
             circuit=how.circuit,
             probe=self.probing,
             still_held=how.still_held,
         )
         self.probing = False  # a probe is one request: the rest follow the circuit
         self.stats.requests += answer.attempts
+        self.stats.waited_s += answer.waited_s
         for i in slots:
             self.results[i].attempts += answer.attempts
             if answer.status is not None:  # the last response, not a request never answered

@@ -49,6 +49,7 @@ atexit.register(_remove_own_directory)
 
 if TYPE_CHECKING:
     from ops.status import Balance
+    from worker.rate_limits.state import Rates
 
 # `celery worker` loads Flower's CLI plugin, which imports prometheus_client before this module
 # sets the directory; the value class is chosen at that import, so choose it again before the
@@ -89,6 +90,23 @@ RETURNED = Counter(
     "Jobs a batch gave back unsent because the circuit was open or the balance guard paused "
     "their channel: they wait in their stream.",
     ["channel"],
+)
+RATE_WAIT = Histogram(
+    "revicom_rate_wait_seconds",
+    "Seconds one request waited for its rate budget (or out a 429's pause) before it went, "
+    "by channel.",
+    ["channel"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RATE_PAUSES = Counter(
+    "revicom_rate_pauses",
+    "Pauses set for every pod by a 429, by endpoint.",
+    ["endpoint"],
+)
+THROTTLED = Counter(
+    "revicom_api_throttled",
+    "API answers 429 Too Many Requests to a send, by endpoint.",
+    ["endpoint"],
 )
 BALANCE_REFRESHES = Counter(
     "revicom_balance_refreshes",
@@ -188,6 +206,31 @@ class StreamCollector(Collector):
             value=int(state.circuit.open),
         )
         yield from _balance(state.balance)
+        if state.rates is not None:
+            yield from _rates(state.rates)
+
+
+def _rates(rates: Rates) -> Iterator[Metric]:
+    """Read from Redis at scrape, like the streams: the same on every pod."""
+    effective = GaugeMetricFamily(
+        "revicom_rate_limit",
+        "Units a second a bucket allows now (ADAPTIVE_RATE: as learnt from 429s); 0: none.",
+        labels=["bucket"],
+    )
+    configured = GaugeMetricFamily(
+        "revicom_rate_limit_configured", "Units a second as configured; 0: none.", labels=["bucket"]
+    )
+    for limit in rates.limits:
+        effective.add_metric([limit.bucket], limit.effective)
+        configured.add_metric([limit.bucket], limit.configured)
+    paused = GaugeMetricFamily(
+        "revicom_rate_paused_seconds",
+        "Seconds an endpoint is still paused for every pod by a 429; 0: sending.",
+        labels=["endpoint"],
+    )
+    for pause in rates.pauses:
+        paused.add_metric([pause.endpoint], pause.remaining_s)
+    yield from (effective, configured, paused)
 
 
 def _balance(balance: Balance) -> Iterator[Metric]:

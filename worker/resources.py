@@ -1,4 +1,5 @@
-"""What a worker process holds for its whole life: settings, Redis, the ledger, the API client.
+"""What a worker process holds for its whole life: settings, Redis, the ledger, the API client
+(with the rate limiter every pod shares).
 
 Created lazily and per process id, so each prefork child gets its own connections after the
 fork (sockets and threads do not survive one).
@@ -18,6 +19,7 @@ from worker.api_client import ApiClient
 from worker.circuit import Circuit
 from worker.ledger import Ledger
 from worker.ownership import LeaseKeeper, LeaseTimes, Ownership
+from worker.rate_limits.limiter import RateLimiter
 
 
 @dataclass
@@ -64,5 +66,6 @@ class Resources:
             ownership,
             LeaseKeeper(ownership),
             Circuit(client, keys, settings),
-            ApiClient(settings),
+            # Every attempt waits for its budget in Redis: the limits hold for all pods.
+            ApiClient(settings, limiter=RateLimiter(client, keys, settings)),
         )
