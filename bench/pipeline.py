@@ -12,13 +12,23 @@
    job the delay from the message's creation at the sandbox to its final entry on the statuses
    stream (the entry id's time), less the plan's finalAfterMs: p50, p99, max. Every job must
    get exactly one final entry, or the benchmark fails.
+5. baseline: issue 13's yardstick, the design a Celery user would write first (one plain
+   Celery task per job, bench/baseline.py) draining N SMS jobs on the same Redis; part 2's
+   throughput against it is `targets`' ratio, beside the issue's other targets.
 All parts run in one go on the same machine, so their ratios are comparable; part 2 runs
 without callbacks, as before they existed.
+
+`--profile` runs part 2 alone instead, twice, on a Redis of its own, with each pool process
+of the pod measuring its SMS batches (bench/worker_profile.py): by phases, while Redis's
+SLOWLOG keeps every command (Redis's own time per script and command), then under cProfile;
+and the per-message steps timed alone. Where the worker's CPU and Redis's time go per
+message; the measuring slows both, so those runs' throughput is not a figure to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -34,19 +44,26 @@ import httpx
 import orjson
 import redis
 
-from bench.proc import cpu_seconds, redis_cpu_seconds
+from bench import baseline, worker_profile
+from bench.proc import cpu_seconds, group_cpu_seconds, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import RunningServer, receiver_process, sandbox_process
-from devenv.redis_server import ensure_redis
+from devenv.redis_server import RedisServer, ensure_redis
 from tasks.contract import ContractContext
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys, as_text
 from tasks.producer import Producer
+from tasks.tracking.store import with_status_model
+from worker import ownership
+from worker.rate_limits import scripts as rate_scripts
 
 TOKEN = "bench-token"
 #: Part 4's delivery plan: every message delivered, its final status due 1 s after creation.
 DELIVERY = {"sentAfterMs": 200, "finalAfterMs": 1000}
 CALLBACK_USER, CALLBACK_PASSWORD = "bench", "bench-callback-password"
 SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
+#: Issue 13's targets: the ratio to the baseline (at least), worker CPU-s per 1,000 messages
+#: and OTP p99 in ms (at most).
+TARGET_RATIO, TARGET_CPU_PER_1000, TARGET_OTP_P99_MS = 25.0, 0.015, 250.0
 
 
 def sms_jobs(n: int, tag: str) -> list[dict[str, Any]]:
@@ -98,10 +115,10 @@ def ceiling(client: redis.Redis, keys: Keys, n: int) -> dict[str, Any]:
 class Pod:
     """`revicom-dispatch worker` in its own session; its CPU is read from /proc."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, celery_args: tuple[str, ...] = ()) -> None:
         self._sink = log.open("ab")
         self.process = subprocess.Popen(
-            [SCRIPT, "worker", "--loglevel", "WARNING"],
+            [SCRIPT, "worker", "--loglevel", "WARNING", *celery_args],
             env=env,
             stdout=self._sink,
             stderr=self._sink,
@@ -109,15 +126,28 @@ class Pod:
         )
 
     def cpu_seconds(self) -> float:
-        total = 0
+        return group_cpu_seconds(self.process.pid)  # the process group of the pod's session
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds of the pod's parts: the pod itself, each node's main process (its
+        batcher, its broker consumer) and each node's pool (the batch tasks)."""
+        parts: dict[str, float] = {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if int(fields[3]) == self.process.pid:  # process group of the pod's session
-                total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+            if int(fields[3]) != self.process.pid:
+                continue
+            if int(pid) == self.process.pid:
+                part = "pod"
+            else:
+                node = "otp" if b"otp@" in command else "bulk"
+                part = f"{node} main" if int(fields[1]) == self.process.pid else f"{node} pool"
+            ticks = int(fields[11]) + int(fields[12])
+            parts[part] = parts.get(part, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+        return parts
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -141,12 +171,18 @@ def throughput(
     jobs = sms_jobs(n, tag)
     already = client.xlen(keys.results)
     cpu_before, sandbox_before = pod.cpu_seconds(), cpu_seconds(sandbox_pid)
+    parts_before, redis_before = pod.cpu_by_process(), redis_cpu_seconds(client)
     started = time.perf_counter()
     producer.enqueue_many(jobs)
     enqueued = time.perf_counter()
     finished = wait_for(client, keys, already + n, timeout=600)
     cpu = pod.cpu_seconds() - cpu_before
     sandbox_cpu = cpu_seconds(sandbox_pid) - sandbox_before
+    redis_cpu = redis_cpu_seconds(client) - redis_before
+    parts = {
+        part: round((seconds - parts_before.get(part, 0.0)) / (n / 1000), 4)
+        for part, seconds in sorted(pod.cpu_by_process().items())
+    }
     return {
         "messages": n,
         "enqueue_seconds": round(enqueued - started, 3),
@@ -154,7 +190,9 @@ def throughput(
         "messages_per_second": round(n / (finished - started)),
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_seconds_per_1000": round(cpu / (n / 1000), 4),
+        "worker_cpu_seconds_per_1000_by_process": parts,
         "sandbox_cpu_seconds": round(sandbox_cpu, 2),
+        "redis_cpu_seconds_per_1000": round(redis_cpu / (n / 1000), 4),
     }
 
 
@@ -374,6 +412,12 @@ def run(n: int) -> dict[str, Any]:
                 finally:
                     pod.stop()
                 results["time_to_final"] = time_to_final(url, keys, sandbox, env, n)
+            results["baseline"] = baseline.measure(
+                url,
+                Keys(f"{keys.prefix}:baseline"),
+                sms_jobs(n, "baseline"),
+                log=Path("bench-results/baseline.log"),
+            )
         finally:
             stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
             for i in range(0, len(stale), 1000):
@@ -387,15 +431,122 @@ def run(n: int) -> dict[str, Any]:
         / results["throughput"]["messages_per_second"],
         3,
     )
+    results["targets"] = targets(results)
     results["machine"] = f"{os.cpu_count()} cores, everything on this machine"
     return results
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Issue 13's figures side by side, each with its target."""
+    product = results["throughput"]["messages_per_second"]
+    yardstick = results["baseline"]["messages_per_second"]
+    ratio = product / yardstick
+    cpu = results["throughput"]["worker_cpu_seconds_per_1000"]
+    p99 = results["otp_latency"]["p99_ms"]
+    return {
+        "product_messages_per_second": product,
+        "baseline_messages_per_second": yardstick,
+        "product_vs_baseline": f"{ratio:.1f}x (target >= {TARGET_RATIO:g}x)",
+        "worker_cpu_seconds_per_1000": f"{cpu} (target <= {TARGET_CPU_PER_1000})",
+        "otp_p99_ms": f"{p99} (target <= {TARGET_OTP_P99_MS:g})",
+        "met": ratio >= TARGET_RATIO and cpu <= TARGET_CPU_PER_1000 and p99 <= TARGET_OTP_P99_MS,
+    }
+
+
+def profile(n: int) -> dict[str, Any]:
+    """Part 2 twice, its pool processes measured (bench/worker_profile.py): by phases, with
+    Redis's SLOWLOG keeping every command, then under cProfile; on a Redis of its own."""
+    worker_profile.clear()
+    results: dict[str, Any] = {}
+    options = {"slowlog-log-slower-than": "0", "slowlog-max-len": "2000000"}
+    with (
+        RedisServer(options, log=Path("bench-results/profile-redis.log")) as server,
+        sandbox_process(["--token", TOKEN]) as sandbox,
+    ):
+        client = server.client(timeout_s=60)
+        for mode in ("phases", "cprofile"):
+            keys = Keys(f"bench-{mode}-{int(time.time())}")
+            env = {
+                **os.environ,
+                "REDIS_URL": server.url,
+                "DISPATCH_KEY_PREFIX": keys.prefix,
+                "REVICOM_API_URL": sandbox.url,
+                "REVICOM_API_TOKEN": TOKEN,
+                worker_profile.MODE_VARIABLE: mode,
+            }
+            include = ("--include", "bench.worker_profile")
+            pod = Pod(env, Path(f"bench-results/pod-{mode}.log"), celery_args=include)
+            try:
+                time.sleep(3)  # both nodes up
+                client.slowlog_reset()
+                figures = throughput(client, keys, pod, n, sandbox_pid=sandbox.pid)
+                time.sleep(1)  # the last task's figures are written after its outcomes
+            finally:
+                pod.stop()
+            results[f"throughput ({mode})"] = figures
+            if mode == "phases":
+                results["worker_phases_us_per_message"] = worker_profile.phases(n)
+                results["redis_us_per_message"] = redis_time(client, keys, n)
+            else:
+                results["cprofile"] = worker_profile.table(n)
+    results["worker_steps_alone_us_per_message"] = worker_profile.steps(sms_jobs(1, "steps")[0])
+    return results
+
+
+def redis_time(client: redis.Redis, keys: Keys, n: int) -> dict[str, float]:
+    """Redis's own time per message (µs) by command, a script by its file (SLOWLOG holds each
+    call's duration inside Redis; the commands a script runs are logged before it, from the
+    client `?:0`, and are counted in its time)."""
+    names = script_names()
+    spent: dict[str, float] = {}
+    within: dict[str, dict[str, float]] = {}  # script → the commands it ran
+    ran: dict[str, float] = {}
+    for entry in sorted(client.slowlog_get(client.slowlog_len()), key=lambda e: e["id"]):
+        args = as_text(entry["command"]).split(" ")
+        command = args[0].lower()
+        if entry["client_address"] == b"?:0":
+            ran[command] = ran.get(command, 0.0) + entry["duration"]
+            continue
+        if command == "evalsha":
+            command = names.get(args[1], f"script {args[1][:8]}")
+        spent[command] = spent.get(command, 0.0) + entry["duration"]
+        inside = within.setdefault(command, {})
+        for called, us in ran.items():
+            inside[called] = inside.get(called, 0.0) + us
+        ran = {}
+    per: dict[str, float] = {"total_us_per_message": round(sum(spent.values()) / n, 2)}
+    for command, us in sorted(spent.items(), key=lambda item: -item[1]):
+        if us / n < 0.01:  # below the table's precision
+            break
+        per[command] = round(us / n, 2)
+        for called, inner in sorted(within[command].items(), key=lambda item: -item[1])[:5]:
+            per[f"  {command}: {called}"] = round(inner / n, 2)
+    return per
+
+
+def script_names() -> dict[str, str]:
+    """The sha1 of every Lua script the worker loads → its file's name."""
+    names = {}
+    for path in sorted(Path(ownership.__file__).with_name("lua").glob("*.lua")):
+        text = ownership.source(path.stem)
+        names[hashlib.sha1(text.encode()).hexdigest()] = path.name
+        names[hashlib.sha1(with_status_model(text).encode()).hexdigest()] = path.name
+    for path in sorted(Path(rate_scripts.__file__).parent.glob("*.lua")):
+        text = rate_scripts.source(path.stem)
+        names[hashlib.sha1(text.encode()).hexdigest()] = f"rate_limits/{path.name}"
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("bench-results/pipeline.json"))
+    parser.add_argument("--profile", action="store_true", help="profile part 2 instead (see above)")
     args = parser.parse_args()
+    if args.profile:
+        out = args.out.with_name("pipeline-profile.json")
+        report(profile(args.messages), out, width=48)
+        return
     results = run(args.messages)
     report(results, args.out, width=40)
 
