@@ -75,6 +75,7 @@ bench: install
 	$(PY) -m bench.sandbox_throughput
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.callback_path
+	$(PY) -m bench.rate_limits
 	$(PY) -m bench.receiver_ingest
 	$(PY) -m bench.cli_memory
 

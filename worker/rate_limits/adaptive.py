@@ -18,8 +18,11 @@ INCREASE_PER_S = 0.05
 CAP_MARGIN = 0.9
 #: The cap grows by this share of itself a second without a 429.
 CREEP_PER_S = 0.002
-#: 429s within this long of a cut are one event (several pods, requests in flight): one cut.
-HOLD_MS = 1000
+#: 429s within this long of a cut are one event: one cut. Requests reserved at the old rate
+#: before it still go, after the pause its 429 set (whole seconds of Retry-After), one per
+#: bulk process (6 s of them for 3 pods at 1000-SMS batches and 1000/s); at 1 s each of
+#: their 429s cut again, and one probe took the rate from 1000/s to 55/s (bench/rate_limits).
+HOLD_MS = 10_000
 #: A channel's learnt state is forgotten this long after its last 429.
 FORGET_MS = 3_600_000
 #: No cut goes below this many units a second.
