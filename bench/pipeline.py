@@ -502,7 +502,7 @@ def redis_time(client: redis.Redis, keys: Keys, n: int) -> dict[str, float]:
     within: dict[str, dict[str, float]] = {}  # script → the commands it ran
     ran: dict[str, float] = {}
     for entry in sorted(client.slowlog_get(client.slowlog_len()), key=lambda e: e["id"]):
-        args = as_text(entry["command"]).split(" ")
+        args = bytes(entry["command"]).decode("utf-8", "replace").split(" ")  # binary keys
         command = args[0].lower()
         if entry["client_address"] == b"?:0":
             ran[command] = ran.get(command, 0.0) + entry["duration"]

@@ -34,14 +34,15 @@ import orjson
 from celery.signals import task_postrun, task_prerun
 
 from config import get_settings
-from tasks import untrusted
-from tasks.contract import ContractContext, to_api_json
+from tasks import stamp, untrusted
+from tasks.contract import ContractContext
 from tasks.jobs import Job, parse_job
 from tasks.keys import SEND_BATCH
+from tasks.producer import wire_job
 from tasks.segments import sms_segments
 from worker import batch
 from worker.api_client import ApiClient
-from worker.batch import _finish, parse_entry
+from worker.batch import EntryReader, _finish, parse_entry
 from worker.delivery import ItemResult
 from worker.ledger import Ledger
 from worker.ownership import HeldEntry, Ownership
@@ -58,17 +59,16 @@ CHANNEL = "SMS"
 #: name, clock). Each is inclusive: an indented part is within the one above it.
 PHASES: tuple[tuple[str, Any, str, Callable[[], float]], ...] = (
     ("start: the held entries (start.lua)", Ownership, "start", time.process_time),
-    ("parse and validate (parse_entry)", batch, "parse_entry", time.process_time),
-    ("  JSON decoding (untrusted.load)", untrusted, "load", time.process_time),
+    ("read the entries (EntryReader.parse)", EntryReader, "parse", time.process_time),
+    ("  stamp check (stamp.verify)", stamp, "verify", time.process_time),
+    ("  full validation (unstamped: parse_entry)", batch, "parse_entry", time.process_time),
     ("claim the jobIds (claim.lua)", Ledger, "claim", time.process_time),
-    ("API objects (to_api_json)", batch, "to_api_json", time.process_time),
     ("send (deliver)", batch, "deliver", time.process_time),
     ("  rate limiter (units)", RateLimiter, "units", time.process_time),
     ("  rate limiter (wait: acquire.lua)", RateLimiter, "wait", time.process_time),
     ("  rate limiter (accepted)", RateLimiter, "accepted", time.process_time),
     ("  HTTP exchange (httpx)", ApiClient, "_timed", time.process_time),
-    ("outcomes (_finish: Outcome, to_wire)", batch, "_finish", time.process_time),
-    ("  SMS segments", batch, "sms_segments", time.process_time),
+    ("outcomes (_finish: outcome_json)", batch, "_finish", time.process_time),
     ("publish (finish.lua)", Ledger, "finish", time.process_time),
 )
 #: The whole task on the CPU clock, and what the parts leave of it.
@@ -78,11 +78,10 @@ TASK, OTHER = "the batch task, in all (CPU)", "the rest (Celery, logs, metrics, 
 PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("the batch task, in all", "worker/batch.py", ("process_batch",)),
     ("  start: the held entries (start.lua)", "worker/ownership.py", ("start",)),
-    ("  parse and validate the entries", "worker/batch.py", ("parse_entry",)),
-    ("    JSON decoding (untrusted.load)", "tasks/untrusted.py", ("load",)),
-    ("    pydantic validation (Job)", "pydantic/main.py", ("model_validate",)),
+    ("  read the entries", "worker/batch.py", ("parse",)),
+    ("    stamp check", "tasks/stamp.py", ("verify",)),
+    ("    full validation (unstamped)", "worker/batch.py", ("parse_entry",)),
     ("  claim the jobIds (claim.lua)", "worker/ledger.py", ("claim",)),
-    ("  API objects (to_api_json)", "tasks/contract", ("to_api_json",)),
     ("  send: deliver", "worker/delivery.py", ("deliver",)),
     ("    the HTTP exchange (httpx)", "worker/api_client.py", ("_timed",)),
     (
@@ -90,8 +89,7 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "worker/rate_limits/limiter.py",
         ("units", "wait", "accepted"),
     ),
-    ("  outcomes (_finish: Outcome, to_wire)", "worker/batch.py", ("_finish",)),
-    ("    SMS segments", "tasks/segments.py", ("sms_segments",)),
+    ("  outcomes (_finish: outcome_json)", "worker/batch.py", ("_finish",)),
     ("  publish: finish.lua (ledger.finish)", "worker/ledger.py", ("finish",)),
 )
 
@@ -236,33 +234,39 @@ def table(messages: int) -> dict[str, Any]:
 
 def steps(job: dict[str, Any], batch_size: int = 1000) -> dict[str, float]:
     """The per-message steps of a batch, each timed alone without the profiler on `job` as
-    the producer writes it (µs per message, the best of 5 rounds): what the profile's
-    shares are read against."""
+    the producer writes it, stamped (µs per message, the best of 5 rounds): what the
+    profile's shares are read against; full validation is what an unstamped job costs."""
     context = ContractContext(flashcall_code_max_digits=get_settings().flashcall_code_max_digits)
-    raw = parse_job(job, context).to_wire().encode()
-    entry = HeldEntry(f"{int(time.time() * 1000)}-0", 1, raw)
-    parsed = parse_entry(entry, "SMS", context, get_settings().max_job_bytes)
-    if parsed.job is None:
+    record = wire_job(parse_job(job, context), get_settings().max_job_bytes)
+    key = bytes(32)
+    tag = stamp.context_tag(context)
+    seal = stamp.seal(key, tag, record.channel, record.segments, record.wire)
+    entry = HeldEntry(f"{int(time.time() * 1000)}-0", 1, record.wire, seal)
+    reader = EntryReader(context, get_settings().max_job_bytes, key)
+    parsed = reader.parse(entry, "SMS")
+    if parsed.api is None:
         raise RuntimeError(f"the bench's job does not validate: {parsed.problem}")
-    message: Any = parsed.job.message
-    data = untrusted.load(raw)
-    obj = to_api_json(message)
-    objects = [obj] * batch_size
+    data = untrusted.load(record.wire)
+    objects = [parsed.api] * batch_size
     accepted = ItemResult("accepted", 1, 200, "0b7e5c9e-3f1a-4d2b-9c8e-1a2b3c4d5e6f", 201)
     calls: dict[str, tuple[Callable[[], object], int]] = {
-        "parse_entry (JSON, pydantic, checks)": (
+        "EntryReader.parse (stamped)": (lambda: reader.parse(entry, "SMS"), 1),
+        "  stamp.verify": (lambda: stamp.verify(key, tag, seal, record.wire), 1),
+        "parse_entry (unstamped: JSON, pydantic, checks)": (
             lambda: parse_entry(entry, "SMS", context, 10**6),
             1,
         ),
-        "  untrusted.load (JSON)": (lambda: untrusted.load(raw), 1),
+        "  untrusted.load (JSON)": (lambda: untrusted.load(record.wire), 1),
         "  Job.model_validate (pydantic)": (
             lambda: Job.model_validate(data, context=context),
             1,
         ),
-        "to_api_json": (lambda: to_api_json(message), 1),
         "request body: orjson.dumps of 1,000": (lambda: orjson.dumps(objects), batch_size),
-        "_finish (Outcome, segments, to_wire)": (lambda: _finish(parsed, "SMS", accepted), 1),
-        "  sms_segments": (lambda: sms_segments(message.content), 1),
+        "_finish (outcome_json)": (lambda: _finish(parsed, "SMS", accepted), 1),
+        "  sms_segments (now the producer's)": (
+            lambda: sms_segments(str(parsed.api and parsed.api["content"])),
+            1,
+        ),
     }
     timed: dict[str, float] = {}
     for label, (call, per) in calls.items():

@@ -156,10 +156,13 @@ class _Spool:
         assert self._file is not None
         assert line.job is not None
         job = line.job
-        record = b"%d\t%s\t%s\t%s\n" % (
+        segments = b"-" if job.segments is None else b"%d" % job.segments
+        record = b"%d\t%s\t%s\t%d\t%s\t%s\n" % (
             line.number,
             job.channel.encode(),
             job.jobId.encode(),
+            job.stampable,
+            segments,
             job.wire,
         )
         try:
@@ -174,8 +177,11 @@ class _Spool:
             self._file.flush()
             self._file.seek(0)
             for raw in self._file:
-                number, channel, job_id, wire = raw.removesuffix(b"\n").split(b"\t", 3)
-                yield int(number), WireJob(job_id.decode(), channel.decode(), wire)
+                fields = raw.removesuffix(b"\n").split(b"\t", 5)
+                number, channel, job_id, stampable, segments, wire = fields
+                count = None if segments == b"-" else int(segments)
+                record = WireJob(job_id.decode(), channel.decode(), wire, stampable == b"1", count)
+                yield int(number), record
         except OSError as error:
             _fail(f"cannot read the temporary file back: {error.strerror}", 2)
 

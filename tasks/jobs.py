@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -142,6 +143,44 @@ class Outcome(BaseModel):
         return self.model_dump_json()
 
 
+def outcome_json(
+    job_id: str,
+    entry_id: str | None,
+    status: OutcomeStatus,
+    channel: str | None,
+    *,
+    destination: str | None = None,
+    message_uuid: str | None = None,
+    code: int | None = None,
+    error: tuple[int | None, str] | None = None,
+    http_status: int | None = None,
+    attempts: int = 0,
+    external_id: str | None = None,
+    segments: int | None = None,
+) -> str:
+    """`Outcome(...).to_wire()` without the model: a batch writes a thousand of them, and the
+    model's construction and dump cost more than the rest of an outcome's way. The model
+    stays the schema; tests hold the two to the same bytes."""
+    return orjson.dumps(
+        {
+            "jobId": job_id,
+            "entryId": entry_id,
+            "status": status,
+            "channelType": channel,
+            "destination": destination,
+            "messageUuid": message_uuid,
+            "code": code,
+            "error": None if error is None else {"code": error[0], "msg": error[1]},
+            "httpStatus": http_status,
+            "attempts": attempts,
+            "externalMessageId": external_id,
+            "segments": segments,
+            "finishedAt": datetime.now(UTC),
+        },
+        option=orjson.OPT_UTC_Z,
+    ).decode()
+
+
 __all__ = [
     "ApiError",
     "InvalidJobError",
@@ -150,5 +189,6 @@ __all__ = [
     "OutcomeStatus",
     "is_job_id",
     "new_job_id",
+    "outcome_json",
     "parse_job",
 ]

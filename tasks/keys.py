@@ -7,6 +7,8 @@ from dataclasses import dataclass
 CONSUMER_GROUP = "dispatch"
 SEND_BATCH = "revicom.send_batch"  # the Celery task's name
 JOB_FIELD = "job"
+#: Beside `job` when our producer validated it (tasks/stamp.py); foreign producers omit it.
+STAMP_FIELD = "stamp"
 OUTCOME_FIELD = "outcome"
 STATUS_FIELD = "status"
 
@@ -21,7 +23,8 @@ class Keys:
     prefix: str
 
     def jobs(self, channel: str) -> str:
-        """One stream per channel; entries carry the field `job` (a Job as JSON)."""
+        """One stream per channel; entries carry the field `job` (a Job as JSON), and `stamp`
+        when our producer validated it."""
         return f"{self.prefix}:jobs:{channel}"
 
     @property
@@ -104,6 +107,11 @@ class Keys:
     def pause(self, endpoint: str) -> str:
         """Set by a 429 on `endpoint` (its path) for every pod, a hash: until (ms), strikes."""
         return f"{self.prefix}:pause:{endpoint}"
+
+    @property
+    def stamp_key(self) -> str:
+        """The MAC key of producers' stamps (tasks/stamp.py): 32 random bytes."""
+        return f"{self.prefix}:stamp-key"
 
     @property
     def celery(self) -> str:

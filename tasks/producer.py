@@ -2,7 +2,8 @@
 
 Every job is validated before it is written; an invalid one is never written. That includes
 its size: a job whose stream form (`Job.to_wire()`, UTF-8) is over MAX_JOB_BYTES would only be
-rejected by the worker, so it is refused here.
+rejected by the worker, so it is refused here. Each is written with a stamp (tasks/stamp.py)
+so that workers need not validate it again, unless its rules depend on the clock.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any, Literal
 import redis
 
 from config import Settings, get_settings
-from tasks.contract import ContractContext, FieldError
+from tasks import stamp
+from tasks.contract import ContractContext, FieldError, SmsMessage
 from tasks.jobs import InvalidJobError, Job, parse_job
-from tasks.keys import JOB_FIELD, Keys, as_text
+from tasks.keys import JOB_FIELD, STAMP_FIELD, Keys, as_text
+from tasks.segments import sms_segments
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,14 @@ class WireJob:
     """A validated job in its stream form: the `job` field's bytes, its jobId and channel.
 
     Made by `wire_job` (or `Producer.prepare`), which checks the size; `Producer.enqueue_wire`
-    writes it as it is, without validating again.
+    writes it as it is, without validating again, stamped when `stampable`.
     """
 
     jobId: str
     channel: str
     wire: bytes
+    stampable: bool = False
+    segments: int | None = None  # SMS only
 
 
 def wire_job(job: Job, max_job_bytes: int) -> WireJob:
@@ -60,7 +65,10 @@ def wire_job(job: Job, max_job_bytes: int) -> WireJob:
     if len(wire) > max_job_bytes:
         rule = f"is {len(wire)} bytes as JSON, over MAX_JOB_BYTES ({max_job_bytes})"
         raise InvalidJobError([FieldError("job", rule)])
-    return WireJob(job.jobId, job.channel, wire)
+    message = job.message
+    timeless = all(getattr(message, name, None) is None for name in stamp.CLOCK_FIELDS)
+    segments = sms_segments(message.content) if isinstance(message, SmsMessage) else None
+    return WireJob(job.jobId, job.channel, wire, timeless, segments)
 
 
 class WriteError(redis.RedisError):
@@ -128,6 +136,8 @@ class Producer:
         self._keys = keys
         self._chunk_size = chunk_size
         self._context = context
+        self._stamp_key = stamp.StampKey(client, keys.stamp_key)
+        self._tag = stamp.context_tag(context)
         settings = get_settings()
         self.max_job_bytes = settings.max_job_bytes if max_job_bytes is None else max_job_bytes
         self.durability = (
@@ -203,9 +213,14 @@ class Producer:
         """Entry ids (or refusals) in order, and WAITAOF's reply when durability is asked."""
         if not records:
             return [], None
+        key = self._stamp_key.get() if any(r.stampable for r in records) else b""
         pipe = self._redis.pipeline(transaction=False)
         for record in records:
-            pipe.xadd(self._keys.jobs(record.channel), {JOB_FIELD: record.wire})
+            fields = {JOB_FIELD: record.wire}
+            if record.stampable:
+                seal = stamp.seal(key, self._tag, record.channel, record.segments, record.wire)
+                fields[STAMP_FIELD] = seal
+            pipe.xadd(self._keys.jobs(record.channel), fields)  # type: ignore[arg-type]
         wanted = self.durability
         if wanted is not None:
             # WAITAOF waits for every write this connection made before it: the XADDs above.

@@ -915,7 +915,7 @@ def test_a_job_of_exactly_max_job_bytes_is_read() -> None:
     context = ContractContext()
     exact = parse_entry(HeldEntry("1-0", 1, raw), CHANNEL, context, len(raw))
     assert exact.problem is None
-    assert exact.job is not None
+    assert exact.api is not None
     over = parse_entry(HeldEntry("1-0", 1, raw), CHANNEL, context, len(raw) - 1)
     assert over.problem == f"the job is {len(raw)} bytes, over MAX_JOB_BYTES ({len(raw) - 1})"
 
@@ -930,7 +930,7 @@ def test_a_contract_bug_costs_one_job_not_its_batch(monkeypatch: pytest.MonkeyPa
     parsed = parse_entry(
         HeldEntry("1-0", 1, orjson.dumps(job("j", 1))), CHANNEL, ContractContext(), 65_536
     )
-    assert (parsed.entry.entry_id, parsed.job_id, parsed.job) == ("1-0", "j", None)
+    assert (parsed.entry.entry_id, parsed.job_id, parsed.api) == ("1-0", "j", None)
     assert parsed.problem == "could not be validated (RuntimeError)"
 
 

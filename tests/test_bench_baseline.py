@@ -34,17 +34,17 @@ def test_phases_take_the_cost_of_timing_off_each_part(
     measured = {
         worker_profile.OVERHEAD: 1e-6,  # 1 µs a timed call
         worker_profile.TASK: 100e-6,
-        "parse and validate (parse_entry)": 30e-6,
-        f"parse and validate (parse_entry) {calls}": 10,
-        "  JSON decoding (untrusted.load)": 15e-6,
-        f"  JSON decoding (untrusted.load) {calls}": 5,
+        "read the entries (EntryReader.parse)": 30e-6,
+        f"read the entries (EntryReader.parse) {calls}": 10,
+        "  stamp check (stamp.verify)": 15e-6,
+        f"  stamp check (stamp.verify) {calls}": 5,
     }
     (tmp_path / "1.json").write_text(json.dumps(measured))
     table = worker_profile.phases(messages=1)
     # 5 inner calls cost the inner part, its parent and the task; 10 outer calls cost the
     # outer part and the task.
-    assert table["  JSON decoding (untrusted.load)"] == 10.0
-    assert table["parse and validate (parse_entry)"] == 15.0
+    assert table["  stamp check (stamp.verify)"] == 10.0
+    assert table["read the entries (EntryReader.parse)"] == 15.0
     assert table[worker_profile.TASK] == 85.0
     assert table[worker_profile.OTHER] == 70.0  # the task less its unindented parts
     assert table["timed calls per message"] == 15.0

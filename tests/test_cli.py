@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 
+from tasks import stamp
 from tasks.keys import Keys
 from tasks.untrusted import UntrustedJsonError, load
 from tests.contract_cases import BASE, variant
@@ -101,6 +102,11 @@ def test_enqueue_writes_every_line_and_a_summary(
     assert [r["line"] for r in records] == list(range(1, 1502))
     assert records[0]["jobId"] == "j0"
     assert records[-1]["channelType"] == "VOICECODE"
+    # Stamped like the Python producer's jobs, so workers need not validate them again.
+    key = stamp.read_key(redis_client, keys.stamp_key)
+    [(_, fields)] = cast(Any, redis_client.xrange(keys.jobs("SMS"), count=1))
+    sealed = stamp.verify(key, stamp.context_tag(None), fields[b"stamp"], fields[b"job"])
+    assert sealed == stamp.Stamp("SMS", 1)
 
 
 def test_enqueue_writes_nothing_when_a_line_is_invalid(

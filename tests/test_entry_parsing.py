@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.contract import ContractContext, to_api_json
+from tasks.contract import ContractContext
 from tests.contract_cases import BASE
 from tests.vectors import CTX as VECTORS_CTX
 from tests.vectors import INVALID, VALID
@@ -55,7 +55,7 @@ def parse(raw: bytes) -> Any:
 
 def check(raw: bytes) -> None:
     parsed = parse(raw)
-    assert (parsed.job is None) != (parsed.problem is None)
+    assert (parsed.api is None) != (parsed.problem is None)
     if parsed.problem is not None:
         assert len(parsed.problem) < 2000  # a hostile value is quoted cut short
     assert parsed.job_id
@@ -88,7 +88,7 @@ def test_messages_with_one_field_replaced_by_anything(
 def test_lone_surrogates_anywhere(surrogates: str) -> None:
     job = {"jobId": "j", "message": {**BASE["SMS"], "content": "hi " + surrogates}}
     parsed = parse(json.dumps(job).encode())
-    assert parsed.job is None
+    assert parsed.api is None
     assert parsed.problem is not None
     assert "surrogate" in parsed.problem
 
@@ -98,7 +98,7 @@ def test_the_job_id_rule() -> None:
     assert parse(orjson.dumps({"message": sms})).job_id == "1-0"  # none: the entry id
     for bad in (42, "", "a b", None, ["x"], "x" * 129):
         parsed = parse(orjson.dumps({"jobId": bad, "message": sms}))
-        assert (parsed.job_id, parsed.job) == ("1-0", None)
+        assert (parsed.job_id, parsed.api) == ("1-0", None)
         assert parsed.problem is not None
         assert parsed.problem.startswith("jobId: must be a string")
     assert parse(orjson.dumps({"jobId": "ok-1", "message": sms})).job_id == "ok-1"
@@ -122,12 +122,12 @@ def test_a_valid_entry_is_the_job_that_was_given(case: str, message: dict[str, A
     raw = orjson.dumps({"jobId": job_id, "message": message})
     parsed = parse_entry(HeldEntry("7-1", 1, raw), channel, VECTORS_CTX, MAX_BYTES)
     assert parsed.problem is None
-    assert parsed.job is not None
+    assert parsed.api is not None
     expected = dict(message)
     if "destination" in message:
         expected["destination"] = _FORMATTING.sub("", message["destination"])
-    assert (parsed.job_id, to_api_json(parsed.job.message)) == (job_id, expected)
+    assert (parsed.job_id, parsed.api) == (job_id, expected)
     other = "SMS" if channel != "SMS" else "FLASHCALL"
     wrong = parse_entry(HeldEntry("7-1", 1, raw), other, VECTORS_CTX, MAX_BYTES)
-    assert wrong.job is None
+    assert wrong.api is None
     assert wrong.problem == f"a {channel} job on the {other} stream"

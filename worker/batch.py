@@ -3,7 +3,8 @@
 the batch starts: it gets the entries it holds (worker/ownership.py), or nothing when stale;
     while the API circuit is open (worker/circuit.py), or the balance guard pauses its bulk
     channel (worker/balance.py), it gives them all back unsent
-  → each entry parsed and re-validated (an invalid or malformed one is rejected, never sent)
+  → each entry parsed: taken as it is when our producer's stamp vouches for it (tasks/stamp.py),
+    else validated (an invalid or malformed one is rejected, never sent)
   → jobIds claimed in the ledger (finished ones are only acknowledged; ones another live
     batch holds are left pending)
   → jobs older than their channel's MAX_AGE expire instead of being sent late
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis
 from pydantic import ValidationError
 from tenacity import (
@@ -34,11 +36,11 @@ from tenacity import (
 )
 
 from config import Settings
-from tasks import untrusted
+from tasks import stamp, untrusted
 from tasks.api_terms import READ_STATUSES
 from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.contract import ContractContext, SmsMessage, field_errors, to_api_json
-from tasks.jobs import ApiError, Job, Outcome, is_job_id
+from tasks.jobs import Job, is_job_id, outcome_json
 from tasks.segments import sms_segments
 from worker import metrics
 from worker.balance import guard_now
@@ -51,12 +53,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a thousand a batch, and frozen __init__ is slow
 class Parsed:
     entry: HeldEntry
     job_id: str
-    job: Job | None
+    api: dict[str, Any] | None  # the object to send, as the API takes it; None: not sent
     problem: str | None  # why the entry cannot be sent
+    segments: int | None = None  # SMS only
     give_up: bool = False  # delivered too often without an outcome: failed, dead-lettered
     expire: bool = False  # too old to send: expired
 
@@ -132,11 +135,13 @@ def _process(
         later = [e.entry_id for e in started.entries if e.entry_id not in sending]
         _wait_out("setting entries aside", res.ownership.set_aside, channel, batch, later)
     report = BatchReport(channel, len(held))
-    context = ContractContext(flashcall_code_max_digits=settings.flashcall_code_max_digits)
+    reader = EntryReader(
+        ContractContext(flashcall_code_max_digits=settings.flashcall_code_max_digits),
+        settings.max_job_bytes,
+        stamp.read_key(res.redis, res.keys.stamp_key),
+    )
     acks: list[Finished] = [Finished(e.entry_id, "") for e in held if e.raw is None]
-    parsed = [
-        parse_entry(e, channel, context, settings.max_job_bytes) for e in held if e.raw is not None
-    ]
+    parsed = [reader.parse(e, channel) for e in held if e.raw is not None]
     first: dict[str, Parsed] = {}
     for p in parsed:
         if p.job_id in first:
@@ -236,8 +241,37 @@ def _count(report: BatchReport) -> None:
         metrics.SPLITS.labels(channel).inc(report.splits)
 
 
+class EntryReader:
+    """Reads a batch's entries: a stamped one as it is, any other validated in full."""
+
+    def __init__(
+        self, context: ContractContext, max_bytes: int, stamp_key: bytes | None = None
+    ) -> None:
+        self.context, self.max_bytes, self.stamp_key = context, max_bytes, stamp_key
+        self.tag = stamp.context_tag(context)
+
+    def parse(self, entry: HeldEntry, channel: str) -> Parsed:
+        """The job, or why it cannot be sent; never raises, whatever the entry holds."""
+        raw = entry.raw
+        if raw and self.stamp_key is not None and len(raw) <= self.max_bytes:
+            sealed = stamp.verify(self.stamp_key, self.tag, entry.stamp, raw)
+            if sealed is not None:
+                return _sealed(entry, channel, sealed, raw)
+        return parse_entry(entry, channel, self.context, self.max_bytes)
+
+
+def _sealed(entry: HeldEntry, channel: str, sealed: stamp.Stamp, raw: bytes) -> Parsed:
+    """A job our producer validated and wrote as `{"jobId", "message"}` (the API object)."""
+    data = orjson.loads(raw)
+    job_id, api = data["jobId"], data["message"]
+    if sealed.channel != channel:
+        return Parsed(entry, job_id, None, f"a {sealed.channel} job on the {channel} stream")
+    return Parsed(entry, job_id, api, None, sealed.segments)
+
+
 def parse_entry(entry: HeldEntry, channel: str, context: ContractContext, max_bytes: int) -> Parsed:
-    """The job, or why it cannot be sent; never raises, whatever the entry holds.
+    """The job validated in full, or why it cannot be sent; never raises, whatever the entry
+    holds.
 
     Its jobId is the job's own when usable; the entry id when the job has none (then the
     job has no idempotency key: the same job XADDed twice is sent twice) or an unusable one
@@ -263,7 +297,9 @@ def parse_entry(entry: HeldEntry, channel: str, context: ContractContext, max_by
         return Parsed(entry, job_id, None, f"could not be validated ({type(error).__name__})")
     if job.channel != channel:
         return Parsed(entry, job_id, None, f"a {job.channel} job on the {channel} stream")
-    return Parsed(entry, job_id, job, None)
+    message = job.message
+    segments = sms_segments(message.content) if isinstance(message, SmsMessage) else None
+    return Parsed(entry, job_id, to_api_json(message), None, segments)
 
 
 def _give_up(p: Parsed, max_deliveries: int) -> Parsed:
@@ -277,7 +313,7 @@ def _give_up(p: Parsed, max_deliveries: int) -> Parsed:
 
 def _expire(p: Parsed, oldest_ms: int) -> Parsed:
     """A message enqueued before `oldest_ms` (its channel's MAX_AGE ago) is not sent late."""
-    if p.job is None or p.entry.enqueued_ms >= oldest_ms:
+    if p.api is None or p.entry.enqueued_ms >= oldest_ms:
         return p
     return Parsed(
         p.entry, p.job_id, None, "older than its channel's MAX_AGE: not sent", expire=True
@@ -303,14 +339,14 @@ def _send_and_judge(
     finished: list[Finished] = []
     sendable: list[Parsed] = []
     for p in mine:
-        if p.job is None:
+        if p.api is None:
             status: Status = "failed" if p.give_up else "expired" if p.expire else "rejected"
             result = ItemResult(status, error=(None, p.problem or "invalid job"))
             finished.append(_finish(p, how.label, result))
         else:
             sendable.append(p)
     if sendable:
-        objects = [to_api_json(p.job.message) for p in sendable if p.job is not None]
+        objects = [p.api for p in sendable if p.api is not None]
         if how.endpoint == MESSAGE_ENDPOINT:
             ask_for_callbacks(res.settings, objects)
         results, stats = deliver(res.api, how, objects)
@@ -339,24 +375,24 @@ def ask_for_callbacks(settings: Settings, objects: list[dict[str, Any]]) -> None
 def _finish(p: Parsed, channel: str, result: ItemResult) -> Finished:
     if result.status == "returned":
         return Finished(p.entry.entry_id, p.job_id, "returned")
-    message: Any = p.job.message if p.job else None
-    outcome = Outcome(
-        jobId=p.job_id,
-        entryId=p.entry.entry_id,
-        status=result.status,
-        channelType=channel,
-        destination=getattr(message, "destination", None),
-        messageUuid=result.message_uuid,
+    api = p.api or {}
+    outcome = outcome_json(
+        p.job_id,
+        p.entry.entry_id,
+        result.status,
+        channel,
+        destination=api.get("destination"),
+        message_uuid=result.message_uuid,
         code=result.code,
-        error=ApiError(code=result.error[0], msg=result.error[1]) if result.error else None,
-        httpStatus=result.http_status,
+        error=result.error,
+        http_status=result.http_status,
         attempts=result.attempts,
-        externalMessageId=getattr(message, "externalMessageId", None),
-        segments=sms_segments(message.content) if isinstance(message, SmsMessage) else None,
+        external_id=api.get("externalMessageId"),
+        segments=p.segments,
     )
     state = f"accepted:{result.message_uuid}" if result.status == "accepted" else result.status
     dead = _dead_letter(p) if result.status == "failed" else ""
-    return Finished(p.entry.entry_id, p.job_id, state, outcome.to_wire(), dead)
+    return Finished(p.entry.entry_id, p.job_id, state, outcome, dead)
 
 
 def _dead_letter(p: Parsed) -> str:

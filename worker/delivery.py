@@ -15,7 +15,7 @@ from worker.circuit import Circuit
 Status = Literal["accepted", "rejected", "failed", "expired", "returned"]
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemResult:
     status: Status
     attempts: int = 0

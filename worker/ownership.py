@@ -67,13 +67,14 @@ def waiting_holder(batch: str) -> str:
     return WAITING_PREFIX + batch.removeprefix(BATCH_PREFIX)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a thousand a batch, and frozen __init__ is slow
 class HeldEntry:
     """A stream entry as its new holder gets it."""
 
     entry_id: str
     deliveries: int  # times handed to a holder: 1, plus one per holder that died with it
     raw: bytes | None  # the `job` field; b"" when the entry has none, None when it is gone
+    stamp: bytes = b""  # the `stamp` field (tasks/stamp.py); b"" when it has none
 
     @property
     def enqueued_ms(self) -> int:
@@ -204,8 +205,8 @@ class Ownership:
 
 
 def _held(row: list[Any]) -> HeldEntry:
-    entry_id, deliveries, raw = row
-    return HeldEntry(as_text(entry_id), int(deliveries), raw)
+    entry_id, deliveries, raw, stamp = row
+    return HeldEntry(as_text(entry_id), int(deliveries), raw, stamp or b"")
 
 
 class LeaseKeeper:
