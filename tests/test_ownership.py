@@ -80,6 +80,35 @@ def test_hand_over_moves_entries_to_the_batch_without_counting_a_delivery(
     assert redis_client.get(keys.lease("b-1")) == b"running"
 
 
+def test_a_batch_gets_its_own_entries_however_they_lie_in_the_stream(
+    redis_client: redis.Redis, keys: Keys, own: Ownership
+) -> None:
+    """start.lua reads a batch's span of the stream at once: entries of other holders in it
+    are skipped, ones beyond its count read alone, deleted ones come back as gone, and each
+    entry's stamp comes with it."""
+    stream = keys.jobs(CHANNEL)
+    ids = [
+        as_text(redis_client.xadd(stream, {"job": f"j{i}", "stamp": f"s{i}"})) for i in range(60)
+    ]
+    own.new_reader("r-1", LEASE_MS)
+    assert read(redis_client, keys, "r-1") == ids
+    # The batch holds the first two, then every 7th entry: the span holds 3x more entries
+    # than the batch, past the span's count, so the last ones are read one by one.
+    mine = ids[:2] + ids[7::7]
+    assert own.hand_over(CHANNEL, "r-1", "b-1", mine)
+    redis_client.xdel(stream, ids[14])
+    redis_client.xadd(stream, {"other": "field"})  # an entry without a job, held by nobody
+    started = own.start(CHANNEL, "b-1")
+    assert started is not None
+    expected = [
+        (i, None if i == ids[14] else f"j{ids.index(i)}".encode(), f"s{ids.index(i)}".encode())
+        for i in mine
+    ]
+    assert [(h.entry_id, h.raw, h.stamp or None) for h in started.entries] == [
+        (i, raw, None if raw is None else seal) for i, raw, seal in expected
+    ]
+
+
 def test_a_reader_whose_lease_lapsed_cannot_hand_over(
     redis_client: redis.Redis, keys: Keys, own: Ownership
 ) -> None:

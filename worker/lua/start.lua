@@ -18,12 +18,26 @@ if lease ~= 'queued' then
   end
 end
 redis.call('SET', KEYS[2], 'running', 'PX', ARGV[3])
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])
+-- A batch's entries are mostly one run of the stream: one XRANGE over their span (entries of
+-- other holders in it are skipped) instead of one per entry; an entry beyond its COUNT is
+-- read alone.
+local span = {}
+if #pending > 0 then
+  local first, last = pending[1][1], pending[#pending][1]
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], first, last, 'COUNT', 2 * #pending)) do
+    span[e[1]] = e[2]
+  end
+end
 local out = {}
-for i, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])) do
+for i, p in ipairs(pending) do
   local body, stamp = false, ''
-  local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])[1]
-  if entry then
-    local fields = entry[2]
+  local fields = span[p[1]]
+  if not fields then
+    local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])[1]
+    fields = entry and entry[2]
+  end
+  if fields then
     for f = 1, #fields, 2 do
       if fields[f] == 'job' then
         body = fields[f + 1]
