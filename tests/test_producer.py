@@ -180,11 +180,12 @@ def test_a_partial_pipeline_says_which_jobs_landed(
 
 def raw_entries(client: redis.Redis, stream: str) -> list[tuple[str, dict[str, Any]]]:
     """Each entry as any consumer sees it: its id and its fields, the `job` field's JSON
-    decoded by the standard library (not by the code under test)."""
+    decoded by the standard library (not by the code under test). Our producer adds a
+    `stamp` (tests/test_stamp.py) beside it, which consumers of the wire format ignore."""
     entries: Any = client.xrange(stream)
     out = []
     for entry_id, fields in entries:
-        assert set(fields) == {b"job"}, "one field per entry, named `job`"
+        assert set(fields) == {b"job", b"stamp"}, "the job in `job`, and our stamp"
         out.append((entry_id.decode(), json.loads(fields[b"job"].decode("utf-8"))))
     return out
 
@@ -193,8 +194,8 @@ def test_what_lands_is_the_documented_wire_format(
     producer: Producer, redis_client: redis.Redis, keys: Keys
 ) -> None:
     """README "Wire format": one stream per channel, `{prefix}:jobs:{CHANNEL}`, one entry per
-    job with a single field `job` holding the job as JSON; the destination normalised, and a
-    UUID for a jobId when the caller gives none."""
+    job with a field `job` holding the job as JSON; the destination normalised, and a UUID
+    for a jobId when the caller gives none. Besides the streams, only the stamps' key."""
     readme = {"channelType": "SMS", "senderName": "SENDER", "destination": "14085553911"}
     given = {**readme, "destination": "+1 (408) 555-3911", "content": "Hello"}
     first = producer.enqueue({"jobId": "c1", "message": given})
@@ -202,7 +203,8 @@ def test_what_lands_is_the_documented_wire_format(
     code = producer.enqueue(parse_job({"jobId": "otp-9", "message": BASE["FLASHCALL"]}))
 
     written = sorted(redis_client.scan_iter(match=f"{keys.prefix}:*"))
-    assert written == [f"{keys.prefix}:jobs:{c}".encode() for c in ["FLASHCALL", "SMS"]]
+    streams = [f"{keys.prefix}:jobs:{c}".encode() for c in ["FLASHCALL", "SMS"]]
+    assert written == [*streams, keys.stamp_key.encode()]
     sms = raw_entries(redis_client, f"{keys.prefix}:jobs:SMS")
     assert sms == [
         (first.entryId, {"jobId": "c1", "message": {**readme, "content": "Hello"}}),
