@@ -15,6 +15,11 @@
 5. baseline: issue 13's yardstick, the design a Celery user would write first (one plain
    Celery task per job, bench/baseline.py) draining N SMS jobs on the same Redis; part 2's
    throughput against it is `targets`' ratio, beside the issue's other targets.
+6. scaling: issue 13's scaling figure (bench/scaling.py): 1, 2 and 4 pods, each count
+   draining a backlog of N SMS jobs (put before them at once when they are ready) against a
+   sandbox answering every request 50 ms late: msg/s, the speed-up against 1 pod beside the
+   latency ceiling (pods x BULK_CONCURRENCY x 1,000 messages / 50 ms), and the CPU of the
+   pods, Redis and the sandbox as cores, beside the machine's busy cores.
 All parts run in one go on the same machine, so their ratios are comparable; part 2 runs
 without callbacks, as before they existed.
 
@@ -29,11 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -44,13 +45,14 @@ import httpx
 import orjson
 import redis
 
-from bench import baseline, worker_profile
-from bench.proc import cpu_seconds, group_cpu_seconds, redis_cpu_seconds
+from bench import baseline, otp, scaling, worker_profile
+from bench.jobs import sms_jobs
+from bench.proc import Pod, cpu_seconds, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import RunningServer, receiver_process, sandbox_process
 from devenv.redis_server import RedisServer, ensure_redis
 from tasks.contract import ContractContext
-from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys, as_text
+from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys
 from tasks.producer import Producer
 from tasks.tracking.store import with_status_model
 from worker import ownership
@@ -60,26 +62,11 @@ TOKEN = "bench-token"
 #: Part 4's delivery plan: every message delivered, its final status due 1 s after creation.
 DELIVERY = {"sentAfterMs": 200, "finalAfterMs": 1000}
 CALLBACK_USER, CALLBACK_PASSWORD = "bench", "bench-callback-password"
-SCRIPT = str(Path(sys.executable).with_name("revicom-dispatch"))
+#: Part 3's codes a second.
+CODES_PER_S = 100.0
 #: Issue 13's targets: the ratio to the baseline (at least), worker CPU-s per 1,000 messages
 #: and OTP p99 in ms (at most).
 TARGET_RATIO, TARGET_CPU_PER_1000, TARGET_OTP_P99_MS = 25.0, 0.015, 250.0
-
-
-def sms_jobs(n: int, tag: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "jobId": f"{tag}-{i}",
-            "message": {
-                "channelType": "SMS",
-                "senderName": "SENDER",
-                "destination": f"1408{i:07d}",
-                "content": f"Your order {i} has shipped, track it at https://example.com/t/{i}",
-                "tags": ["campaign"],
-            },
-        }
-        for i in range(n)
-    ]
 
 
 def ceiling(client: redis.Redis, keys: Keys, n: int) -> dict[str, Any]:
@@ -110,49 +97,6 @@ def ceiling(client: redis.Redis, keys: Keys, n: int) -> dict[str, Any]:
         "read_ack_seconds": round(finished - produced, 3),
         "messages_per_second": round(n / (finished - started)),
     }
-
-
-class Pod:
-    """`revicom-dispatch worker` in its own session; its CPU is read from /proc."""
-
-    def __init__(self, env: dict[str, str], log: Path, celery_args: tuple[str, ...] = ()) -> None:
-        self._sink = log.open("ab")
-        self.process = subprocess.Popen(
-            [SCRIPT, "worker", "--loglevel", "WARNING", *celery_args],
-            env=env,
-            stdout=self._sink,
-            stderr=self._sink,
-            start_new_session=True,
-        )
-
-    def cpu_seconds(self) -> float:
-        return group_cpu_seconds(self.process.pid)  # the process group of the pod's session
-
-    def cpu_by_process(self) -> dict[str, float]:
-        """CPU seconds of the pod's parts: the pod itself, each node's main process (its
-        batcher, its broker consumer) and each node's pool (the batch tasks)."""
-        parts: dict[str, float] = {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(fields[3]) != self.process.pid:
-                continue
-            if int(pid) == self.process.pid:
-                part = "pod"
-            else:
-                node = "otp" if b"otp@" in command else "bulk"
-                part = f"{node} main" if int(fields[1]) == self.process.pid else f"{node} pool"
-            ticks = int(fields[11]) + int(fields[12])
-            parts[part] = parts.get(part, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
-        return parts
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=60)
-        self._sink.close()
 
 
 def wait_for(client: redis.Redis, keys: Keys, count: int, timeout: float) -> float:
@@ -196,46 +140,15 @@ def throughput(
     }
 
 
-def enqueue_campaign(url: str, prefix: str, n: int) -> None:
-    """Run in its own process, so the codes' producer never waits for its GIL."""
-    client = redis.Redis.from_url(url)
-    Producer(client, Keys(prefix), context=ContractContext()).enqueue_many(sms_jobs(n, "bulk"))
-
-
 def otp_latency(url: str, keys: Keys, sandbox: str, n: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
-    producer = Producer(client, keys, context=ContractContext())
     already = client.xlen(keys.results)
-    campaign = multiprocessing.get_context("spawn").Process(
-        target=enqueue_campaign, args=(url, keys.prefix, n)
-    )
-    enqueued_at: dict[str, float] = {}
-    campaign.start()
-    started = time.monotonic()
-    i = 0
-    while campaign.is_alive() or client.xlen(keys.results) < already + n:
-        destination = f"1999{i:07d}"
-        job = {
-            "jobId": f"otp-{i}",
-            "message": {
-                "channelType": "FLASHCALL",
-                "senderName": "bench",
-                "destination": destination,
-                "content": "1234",
-            },
-        }
-        enqueued_at[destination] = time.time()
-        producer.enqueue(job)
-        i += 1
-        time.sleep(max(0.0, started + i * 0.01 - time.monotonic()))
-    campaign.join()
-    wait_for(client, keys, already + n + i, timeout=120)
+    codes = otp.trickle(url, keys, n, CODES_PER_S)
+    wait_for(client, keys, already + n + codes.codes, timeout=120)
     arrivals = httpx.get(
         f"{sandbox}/_sandbox/received", params={"channelType": "FLASHCALL"}, timeout=60
     ).json()
-    latencies = sorted(
-        (r["receivedAt"] - enqueued_at[r["message"]["destination"]]) * 1000 for r in arrivals
-    )
+    latencies = codes.latencies_ms(arrivals)
     cuts = quantiles(latencies, n=100)
     return {
         "codes": len(latencies),
@@ -418,6 +331,7 @@ def run(n: int) -> dict[str, Any]:
                 sms_jobs(n, "baseline"),
                 log=Path("bench-results/baseline.log"),
             )
+            results["scaling"] = scaling.measure(url, f"{keys.prefix}:scaling", n)
         finally:
             stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
             for i in range(0, len(stale), 1000):
@@ -543,6 +457,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results/pipeline.json"))
     parser.add_argument("--profile", action="store_true", help="profile part 2 instead (see above)")
     args = parser.parse_args()
+    Path("bench-results").mkdir(exist_ok=True)  # the logs of the parts go there first
     if args.profile:
         out = args.out.with_name("pipeline-profile.json")
         report(profile(args.messages), out, width=48)

@@ -24,7 +24,6 @@ but for the rates above, METRICS_PORT=0 (three pods on one host) and BALANCE_REF
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -43,7 +42,8 @@ import httpx
 import orjson
 import redis
 
-from bench.pipeline import enqueue_campaign, sms_jobs
+from bench import otp
+from bench.jobs import sms_jobs
 from bench.report import report
 from config import Settings
 from devenv.processes import sandbox_process
@@ -271,47 +271,24 @@ def rate_figures(times: list[float], reference: float) -> dict[str, Any]:
     }
 
 
-def limit_part(url: str, n: int, codes_per_s: float) -> dict[str, Any]:
+def campaign_jobs(n: int) -> list[dict[str, Any]]:
+    """The campaign's jobs, as otp.enqueue_campaign writes them."""
+    return sms_jobs(n, otp.CAMPAIGN_TAG)
+
+
+def limit_part(url: str, keys: Keys, n: int, codes_per_s: float) -> dict[str, Any]:
     """Part 1 (see the module's docstring)."""
     client = redis.Redis.from_url(url)
-    keys = Keys(f"bench-rate-limit-{int(time.time())}")
     with (
         sandbox_process(["--token", TOKEN], log=LOGS / "rate-limit-sandbox.log") as sandbox,
         running_pods(pod_env(url, keys, sandbox.url, {"SMS_RATE_LIMIT": str(LIMIT)}), "limit"),
     ):
-        producer = Producer(client, keys, context=ContractContext())
-        campaign = multiprocessing.get_context("spawn").Process(
-            target=enqueue_campaign, args=(url, keys.prefix, n)
-        )
-        enqueued_at: dict[str, float] = {}
-        campaign.start()
-        started = time.monotonic()
-        i = 0
-        while campaign.is_alive() or client.xlen(keys.results) < n + i:
-            destination = f"1999{i:07d}"
-            enqueued_at[destination] = time.time()
-            producer.enqueue(
-                {
-                    "jobId": f"otp-{i}",
-                    "message": {
-                        "channelType": "FLASHCALL",
-                        "senderName": "bench",
-                        "destination": destination,
-                        "content": "1234",
-                    },
-                }
-            )
-            i += 1
-            time.sleep(max(0.0, started + i / codes_per_s - time.monotonic()))
-        campaign.join()
-        wait_outcomes(client, keys, n + i)
+        trickled = otp.trickle(url, keys, n, codes_per_s)
+        wait_outcomes(client, keys, n + trickled.codes)
         sms, codes = received(sandbox.url, "SMS"), received(sandbox.url, "FLASHCALL")
-    jobs = {job["jobId"]: job["message"]["destination"] for job in sms_jobs(n, "bulk")}
-    jobs |= {f"otp-{j}": f"1999{j:07d}" for j in range(i)}
-    checks = delivery_checks(client, keys, sms + codes, jobs)
-    latencies = sorted(
-        (r["receivedAt"] - enqueued_at[r["message"]["destination"]]) * 1000 for r in codes
-    )
+    jobs = {job["jobId"]: job["message"]["destination"] for job in campaign_jobs(n)}
+    checks = delivery_checks(client, keys, sms + codes, jobs | trickled.jobs())
+    latencies = trickled.latencies_ms(codes)
     cuts = quantiles(latencies, n=100, method="inclusive")
     return {
         "pods": PODS,
@@ -340,10 +317,9 @@ def share_after(samples: list[Sample], at: float) -> float | None:
     return round((last.throttled - then.throttled) / requests, 4) if requests else None
 
 
-def operator_part(url: str, n: int, setup: str) -> dict[str, Any]:
+def operator_part(url: str, keys: Keys, n: int, setup: str) -> dict[str, Any]:
     """Part 2 in one setup (see the module's docstring)."""
     client = redis.Redis.from_url(url)
-    keys = Keys(f"bench-rate-{setup}-{int(time.time())}")
     settings = SETUPS[setup]
     observed = Settings(
         adaptive_rate=settings["ADAPTIVE_RATE"] == "true",
@@ -354,13 +330,13 @@ def operator_part(url: str, n: int, setup: str) -> dict[str, Any]:
         httpx.put(f"{sandbox.url}/_sandbox/faults", json={"rateLimit": OPERATOR}).raise_for_status()
         with running_pods(pod_env(url, keys, sandbox.url, settings), setup) as pods:
             sampler = Sampler(sandbox.url, client, keys, observed)
-            Producer(client, keys, context=ContractContext()).enqueue_many(sms_jobs(n, "bulk"))
+            Producer(client, keys, context=ContractContext()).enqueue_many(campaign_jobs(n))
             wait_outcomes(client, keys, n)
             samples = sampler.stop()
             logged_429s = pods.throttled()
         stats = httpx.get(f"{sandbox.url}/_sandbox/stats", timeout=30).json()
         sms = received(sandbox.url, "SMS")
-    jobs = {job["jobId"]: job["message"]["destination"] for job in sms_jobs(n, "bulk")}
+    jobs = {job["jobId"]: job["message"]["destination"] for job in campaign_jobs(n)}
     checks = delivery_checks(client, keys, sms, jobs)
     times = sorted(r["receivedAt"] for r in sms)
     first, last = times[0], times[-1]
@@ -398,10 +374,10 @@ def operator_part(url: str, n: int, setup: str) -> dict[str, Any]:
 PARTS = ("limit", *SETUPS)
 
 
-def cleanup(url: str) -> None:
-    """Drop every key the parts wrote (their prefixes start with `bench-rate-`)."""
+def cleanup(url: str, prefix: str) -> None:
+    """Drop every key a part wrote (under its own prefix: another run's parts may be going)."""
     client = redis.Redis.from_url(url)
-    stale = list(client.scan_iter(match="bench-rate-*", count=1000))
+    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     for i in range(0, len(stale), 1000):
         client.delete(*stale[i : i + 1000])
 
@@ -419,11 +395,14 @@ def main() -> None:
     results: dict[str, Any] = {}
     with ensure_redis(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")) as url:
         for part in args.parts:
-            if part == "limit":
-                results[part] = limit_part(url, args.messages, args.codes_per_second)
-            else:
-                results[f"operator_{part}"] = operator_part(url, args.messages, part)
-            cleanup(url)
+            keys = Keys(f"bench-rate-{part}-{int(time.time())}")
+            try:
+                if part == "limit":
+                    results[part] = limit_part(url, keys, args.messages, args.codes_per_second)
+                else:
+                    results[f"operator_{part}"] = operator_part(url, keys, args.messages, part)
+            finally:
+                cleanup(url, keys.prefix)
     results["machine"] = f"{os.cpu_count()} cores, everything on this machine"
     report(results, args.out, width=44)
     failed = [part for part, f in results.items() if isinstance(f, dict) and f["problems"]]

@@ -100,8 +100,8 @@ class Keys:
         return f"{self.prefix}:rate:adaptive:{channel}"
 
     def rate_accepted(self, channel: str) -> str:
-        """Units of a channel the API accepted this second and the last, a hash: sec, cur,
-        prev (what ADAPTIVE_RATE starts from on a 429 without a limit)."""
+        """Units of a channel the API accepted, a hash: from, first, last, and per second over
+        a window (what ADAPTIVE_RATE learns a rate from on a 429 without a limit)."""
         return f"{self.prefix}:rate:accepted:{channel}"
 
     def pause(self, endpoint: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import attrgetter
 from typing import Any, Literal
 
 import redis
@@ -175,10 +176,28 @@ class Producer:
         For callers that validated before (the CLI validates a whole file, then writes it).
         Raises WriteError if Redis refused some of them, a redis error if the connection failed.
         """
+        return self._land(records, range(len(records)))
+
+    def _enqueue_chunk(self, chunk: list[tuple[int, Job | dict[str, Any]]]) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
+        valid: list[WireJob] = []
+        indexes: list[int] = []
+        for index, item in chunk:
+            try:
+                valid.append(self.prepare(item))
+                indexes.append(index)
+            except InvalidJobError as invalid:
+                results.append(Refused(index, invalid.errors))
+        results += self._land(valid, indexes)
+        return sorted(results, key=attrgetter("index")) if len(results) > len(valid) else results
+
+    def _land(self, records: Sequence[WireJob], indexes: Sequence[int]) -> list[Enqueued]:
+        """`enqueue_wire`, each record numbered by `indexes` (the caller's input positions,
+        which a WriteError's `enqueued` carries too)."""
         entry_ids, acks = self._xadd_all(records)
         enqueued = [
             Enqueued(i, r.jobId, r.channel, as_text(e))
-            for i, (r, e) in enumerate(zip(records, entry_ids, strict=True))
+            for i, r, e in zip(indexes, records, entry_ids, strict=True)
             if not isinstance(e, Exception)
         ]
         refusal = next((e for e in entry_ids if isinstance(e, Exception)), None)
@@ -186,28 +205,6 @@ class Producer:
             raise WriteError(enqueued, refusal)
         self._check_durable(enqueued, acks)
         return enqueued
-
-    def _enqueue_chunk(self, chunk: list[tuple[int, Job | dict[str, Any]]]) -> list[EnqueueResult]:
-        results: list[EnqueueResult | None] = []
-        valid: list[tuple[int, WireJob]] = []
-        for index, item in chunk:
-            try:
-                valid.append((len(results), self.prepare(item)))
-                results.append(None)
-            except InvalidJobError as invalid:
-                results.append(Refused(index, invalid.errors))
-        try:
-            written = self.enqueue_wire([record for _, record in valid])
-        except WriteError as partial:
-            partial.enqueued = [
-                Enqueued(chunk[valid[e.index][0]][0], e.jobId, e.channel, e.entryId)
-                for e in partial.enqueued
-            ]
-            raise
-        for e in written:
-            slot = valid[e.index][0]
-            results[slot] = Enqueued(chunk[slot][0], e.jobId, e.channel, e.entryId)
-        return [r for r in results if r is not None]
 
     def _xadd_all(self, records: Sequence[WireJob]) -> tuple[list[Any], Any]:
         """Entry ids (or refusals) in order, and WAITAOF's reply when durability is asked."""

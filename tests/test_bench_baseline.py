@@ -11,7 +11,7 @@ import redis
 
 from bench import worker_profile
 from bench.baseline import done_key, measure
-from bench.pipeline import sms_jobs
+from bench.jobs import sms_jobs
 from tasks.keys import Keys
 
 

@@ -181,3 +181,64 @@ def test_a_claim_left_by_a_dead_batch_does_not_stop_the_outcome(
     report = ledger.finish(CHANNEL, "b-1", [Finished(entry, "j", "accepted:u", outcome("j"))])
     assert (report.published, report.taken, report.acknowledged) == (1, 0, 1)
     assert redis_client.get(keys.ledger("j")) == b"accepted:u"
+
+
+def test_a_row_sees_the_ledger_state_the_rows_before_it_wrote(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    """The ledger is read once for the whole batch: a jobId whose outcome an earlier row
+    published is final for the rows after it, which publish nothing more."""
+    first, second = running(redis_client, keys, own, "b-1", '{"jobId": "j"}', '{"jobId": "j"}')
+    ledger.claim("b-1", ["j"])
+    rows = [
+        Finished(first, "j", "accepted:u", outcome("j")),
+        Finished(second, "j", "rejected", outcome("j", "rejected")),
+    ]
+    report = ledger.finish(CHANNEL, "b-1", rows)
+    assert (report.published, report.already, report.acknowledged) == (1, 1, 2)
+    assert results(redis_client, keys.results) == [{"outcome": outcome("j")}]
+    assert redis_client.get(keys.ledger("j")) == b"accepted:u"
+
+
+def test_a_returned_job_is_released_only_while_the_batch_holds_its_claim(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    """A jobId returned after an earlier row published its outcome keeps that outcome."""
+    first, second = running(redis_client, keys, own, "b-1", '{"jobId": "j"}', '{"jobId": "j"}')
+    ledger.claim("b-1", ["j"])
+    rows = [Finished(first, "j", "rejected", outcome("j")), Finished(second, "j", "returned")]
+    report = ledger.finish(CHANNEL, "b-1", rows)
+    assert (report.published, report.acknowledged) == (1, 2)
+    assert redis_client.get(keys.ledger("j")) == b"rejected"
+
+
+def test_an_outcome_given_as_bytes_is_published_as_given(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    job = '{"jobId": "j"}'
+    [entry] = running(redis_client, keys, own, "b-1", job)
+    ledger.claim("b-1", ["j"])
+    failed = outcome("j", "failed").encode()
+    ledger.finish(CHANNEL, "b-1", [Finished(entry, "j", "failed", failed, job.encode())])
+    assert results(redis_client, keys.results) == [{"outcome": failed.decode()}]
+    assert results(redis_client, keys.dead) == [{"job": job, "outcome": failed.decode()}]
+
+
+def test_a_batch_larger_than_a_chunk_acknowledges_and_leaves_each_entry_once(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger
+) -> None:
+    """Acknowledgements, deletions and the entries left to wait go in chunks of 500: with
+    1,203 entries, each chunk's edges are finished or left as their rows say."""
+    jobs = [f"j{i}" for i in range(1203)]
+    ids = running(redis_client, keys, own, "b-1", *(f'{{"jobId": "{j}"}}' for j in jobs))
+    assert ledger.claim("b-1", jobs) == ["claimed"] * len(jobs)
+    rows = [
+        Finished(e, j, "rejected", outcome(j, "rejected")) if i % 2 else Finished(e, j, "returned")
+        for i, (e, j) in enumerate(zip(ids, jobs, strict=True))
+    ]
+    report = ledger.finish(CHANNEL, "b-1", rows)
+    assert (report.published, report.acknowledged) == (601, 601)
+    assert pending(redis_client, keys) == dict.fromkeys(ids[::2], "w-1")
+    remaining: Any = redis_client.xrange(keys.jobs(CHANNEL))
+    assert [as_text(e) for e, _ in remaining] == ids[::2]
+    assert redis_client.mget([keys.ledger(j) for j in jobs[:4]]) == [None, b"rejected"] * 2

@@ -54,3 +54,39 @@ def test_an_unknown_claim_reply_is_refused() -> None:
     claim: the batch fails, and its claims are released, instead of sending on a guess."""
     with pytest.raises(ValueError, match=r"^unexpected claim reply 'maybe'$"):
         _as_claim(b"maybe")
+
+
+def test_claims_beyond_a_chunk_each_follow_their_jobs_state(
+    redis_client: redis.Redis, keys: Keys, ledger: Ledger
+) -> None:
+    """States are read 500 at a time: each jobId, at a chunk's edges too, gets its own."""
+    jobs = [f"j{i}" for i in range(1100)]
+    redis_client.set(keys.lease("b-2"), "running", px=60_000)
+    redis_client.set(keys.ledger("j0"), "failed")
+    redis_client.set(keys.ledger("j499"), "inflight:b-2")  # alive
+    redis_client.set(keys.ledger("j500"), "inflight:b-dead")  # its lease is gone
+    redis_client.set(keys.ledger("j1099"), "inflight:b-1")  # its own, claimed before
+    claims = ledger.claim("b-1", jobs)
+    assert (claims[0], claims[499], claims[500], claims[1099]) == ("done", "busy", *["claimed"] * 2)
+    assert claims.count("claimed") == 1098
+    assert redis_client.get(keys.ledger("j500")) == b"inflight:b-1"
+    assert redis_client.get(keys.ledger("j499")) == b"inflight:b-2"
+
+
+def test_a_jobid_given_twice_is_claimed_once_for_both(
+    redis_client: redis.Redis, keys: Keys, ledger: Ledger
+) -> None:
+    assert ledger.claim("b-1", ["j", "j"]) == ["claimed", "claimed"]
+    assert redis_client.get(keys.ledger("j")) == b"inflight:b-1"
+
+
+def test_release_beyond_a_chunk_gives_back_every_own_claim(
+    redis_client: redis.Redis, keys: Keys, ledger: Ledger
+) -> None:
+    redis_client.set(keys.lease("b-2"), "running", px=60_000)
+    mine = [f"m{i}" for i in range(1001)]
+    ledger.claim("b-1", mine)
+    ledger.claim("b-2", ["theirs"])
+    ledger.release("b-1", [*mine[:600], "theirs", *mine[600:]])
+    assert redis_client.exists(*(keys.ledger(j) for j in mine)) == 0
+    assert redis_client.get(keys.ledger("theirs")) == b"inflight:b-2"

@@ -422,3 +422,41 @@ def test_the_receivers_store_applies_like_the_pollers(
     assert done.finals[0][:2] == ("SMS", "delivered")
     assert nothing.results == {}
     assert [e["status"] for e in entries(redis_client, keys)] == ["delivered"]
+
+
+def test_parked_callbacks_among_many_messages_are_applied_with_their_rows_only(
+    redis_client: redis.Redis, keys: Keys, own: Ownership, ledger: Ledger, store: StatusStore
+) -> None:
+    """finish.lua looks for parked callbacks by halving the batch's uuids: each message with
+    some, at a chunk's edges too, gets them in its row's order, and only when its outcome is
+    published; the other messages' lookups are scheduled, and callbacks of others stay."""
+    n = 1100
+    jobs = [f"j{i}" for i in range(n)]
+    early = {0: ["sent"], 499: ["sent", "undelivered"], 500: ["sent"], 501: ["delivered"]}
+    early |= {n - 1: ["sent"], 2: ["sent"]}
+    store.record([event(f"u-{i}", s, T0, s) for i, found in early.items() for s in found])
+    store.record([event("u-other", "sent", T0, "sent")])
+    ids = running(redis_client, keys, own, "b-1", *(f'{{"jobId": "{j}"}}' for j in jobs))
+    ledger.claim("b-1", jobs)
+    redis_client.set(keys.ledger("j2"), "rejected")  # final before: nothing published
+    rows = [
+        Finished(e, j, f"accepted:u-{i}", orjson.dumps({"jobId": j}).decode())
+        for i, (e, j) in enumerate(zip(ids, jobs, strict=True))
+    ]
+    report = ledger.finish(CHANNEL, "b-1", rows)
+    assert (report.published, report.acknowledged) == (n - 1, n)
+    assert (report.unparked, report.unparked_finals) == (6, ("undelivered", "delivered"))
+    assert [(e["jobId"], e["status"]) for e in entries(redis_client, keys)] == [
+        ("j0", "sent"),
+        ("j499", "sent"),
+        ("j499", "undelivered"),
+        ("j500", "sent"),
+        ("j501", "delivered"),
+        (f"j{n - 1}", "sent"),
+    ]
+    left: Any = redis_client.zrange(keys.parked_index, 0, -1)
+    assert sorted(as_text(u) for u in left) == ["u-2", "u-other"]
+    assert redis_client.exists(*(keys.parked(f"u-{i}") for i in early)) == 1  # u-2's
+    assert redis_client.zcard(keys.tracking) == n - 3  # not j2's, nor the two now final
+    assert redis_client.zscore(keys.tracking, "u-499") is None
+    assert redis_client.zscore(keys.tracking, "u-500") is not None

@@ -113,6 +113,8 @@ class RateLimiter:
             adaptive.HOLD_MS,
             adaptive.FORGET_MS,
             adaptive.FLOOR,
+            adaptive.WINDOW_S,
+            adaptive.LEARN_MS,
         ]
         try:
             reply: Any = self._throttled(
@@ -141,11 +143,14 @@ class RateLimiter:
         return pause
 
     def accepted(self, channel: str, units: int) -> None:
-        """The API took a request: counted per second for ADAPTIVE_RATE to learn from."""
-        if not self._settings.adaptive_rate:
+        """The API took a request: counted per second for ADAPTIVE_RATE to learn a rate from
+        (only where none is configured)."""
+        if not self._settings.adaptive_rate or self._settings.tuning(channel).rate_limit > 0:
             return
         try:
-            self._accepted(keys=[self._keys.rate_accepted(channel)], args=[units])
+            self._accepted(
+                keys=[self._keys.rate_accepted(channel)], args=[units, adaptive.WINDOW_S]
+            )
         except redis.RedisError as error:
             log.warning("rate limit: accepted units not counted, Redis error: %s", error)
 
