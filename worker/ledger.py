@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import redis
 
+from config import get_settings
 from tasks.channels import CHANNELS, MESSAGE_ENDPOINT
 from tasks.keys import CONSUMER_GROUP, Keys, as_text
 from tasks.tracking.store import key_names, with_status_model
@@ -56,11 +57,15 @@ class Ledger:
         keys: Keys,
         ttl_s: int,
         leases: LeaseTimes,
-        first_lookup_ms: int = 900_000,
+        first_lookup_ms: int | None = None,
     ) -> None:
+        """`first_lookup_ms`: when an accepted message's status is first looked up;
+        STATUS_POLL_AFTER_S when not given."""
         self._keys = keys
         self._ttl_s = ttl_s
         self._leases = leases
+        if first_lookup_ms is None:
+            first_lookup_ms = int(get_settings().status_poll_after_s * 1000)
         self._first_lookup_ms = first_lookup_ms
         self._names = key_names(keys)
         self._claim = script(client, "claim")
