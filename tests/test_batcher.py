@@ -272,6 +272,20 @@ def test_a_full_batch_is_cut_at_once_and_handed_to_the_batch_its_task_names(
     assert b._queued[batch].on_broker
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_the_reader_takes_entry_ids_in_either_protocol(
+    protocol: int, make: Make, redis_url: str, redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The reader reads XREADGROUP's answer unparsed: a map of streams in RESP3, a list of
+    pairs in RESP2; each entry's id, in stream order, on its channel's buffer."""
+    sms = enqueue(redis_client, keys, 2)
+    code = as_text(redis_client.xadd(keys.jobs("FLASHCALL"), {"job": "{}"}))
+    b = make([SMS, FLASHCALL], redis_url=f"{redis_url}?protocol={protocol}")
+    b._tick()
+    assert [e for e, _ in b._buffers["SMS"].entries] == sms
+    assert [e for e, _ in b._buffers["FLASHCALL"].entries] == [code]
+
+
 def test_a_batch_never_exceeds_the_batch_size(
     make: Make, broker: Broker, redis_client: redis.Redis, keys: Keys
 ) -> None:
