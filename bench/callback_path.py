@@ -23,7 +23,7 @@ import httpx
 import redis
 
 from bench.pipeline import DELIVERY, created_at, delay_figures, final_entries, wait_callbacks
-from bench.proc import cpu_seconds, redis_cpu_seconds
+from bench.proc import cpu_seconds, delete_prefix, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import receiver_process, sandbox_process
 from devenv.redis_server import ensure_redis
@@ -99,9 +99,7 @@ def run(n: int, rate: float) -> dict[str, Any]:
                 created = created_at(sandbox.url)
             finals = final_entries(client, keys)
         finally:
-            stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=5000))
-            for i in range(0, len(stale), 1000):
-                client.delete(*stale[i : i + 1000])
+            delete_prefix(client, keys.prefix)
     several = sum(len(entries) > 1 for entries in finals.values())
     if len(finals) != n or several or callbacks["givenUp"]:
         raise RuntimeError(

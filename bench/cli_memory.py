@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import redis
 
+from bench.proc import delete_prefix
 from bench.report import report
 from devenv.redis_server import ensure_redis
 from tasks.channels import CHANNELS
@@ -113,9 +114,7 @@ def run(n: int) -> dict[str, Any]:
                 good_run["ids_lines"] = sum(1 for _ in listed)
             results["enqueue"] = good_run
         finally:
-            stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
-            for i in range(0, len(stale), 1000):
-                client.delete(*stale[i : i + 1000])
+            delete_prefix(client, keys.prefix)
             client.close()
     results["checks"] = checks(results, n)
     results["machine"] = f"{os.cpu_count()} cores, Redis and the command on this machine"

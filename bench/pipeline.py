@@ -47,7 +47,7 @@ import redis
 
 from bench import baseline, otp, scaling, worker_profile
 from bench.jobs import sms_jobs
-from bench.proc import Pod, cpu_seconds, redis_cpu_seconds
+from bench.proc import Pod, cpu_seconds, delete_prefix, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import RunningServer, receiver_process, sandbox_process
 from devenv.redis_server import RedisServer, ensure_redis
@@ -333,9 +333,7 @@ def run(n: int) -> dict[str, Any]:
             )
             results["scaling"] = scaling.measure(url, f"{keys.prefix}:scaling", n)
         finally:
-            stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
-            for i in range(0, len(stale), 1000):
-                client.delete(*stale[i : i + 1000])
+            delete_prefix(client, keys.prefix)
     results["throughput"]["share_of_ceiling"] = round(
         results["throughput"]["messages_per_second"] / results["ceiling"]["messages_per_second"],
         3,

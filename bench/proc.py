@@ -1,5 +1,5 @@
 """The benchmarks' worker pods, and CPU time as they read it: a process's or a process group's
-from /proc, Redis's from INFO cpu."""
+from /proc, Redis's from INFO cpu; and their keys deleted afterwards."""
 
 from __future__ import annotations
 
@@ -117,3 +117,10 @@ def machine_busy_seconds() -> float:
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     busy = sum(fields[:8]) - fields[3] - fields[4]  # user ... steal, less idle and iowait
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Drop every key a benchmark wrote under its own prefix (another run may be going)."""
+    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(stale), 1000):
+        client.delete(*stale[i : i + 1000])

@@ -44,6 +44,7 @@ import redis
 
 from bench import otp
 from bench.jobs import sms_jobs
+from bench.proc import delete_prefix
 from bench.report import report
 from config import Settings
 from devenv.processes import sandbox_process
@@ -374,14 +375,6 @@ def operator_part(url: str, keys: Keys, n: int, setup: str) -> dict[str, Any]:
 PARTS = ("limit", *SETUPS)
 
 
-def cleanup(url: str, prefix: str) -> None:
-    """Drop every key a part wrote (under its own prefix: another run's parts may be going)."""
-    client = redis.Redis.from_url(url)
-    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(stale), 1000):
-        client.delete(*stale[i : i + 1000])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -402,7 +395,7 @@ def main() -> None:
                 else:
                     results[f"operator_{part}"] = operator_part(url, keys, args.messages, part)
             finally:
-                cleanup(url, keys.prefix)
+                delete_prefix(redis.Redis.from_url(url), keys.prefix)
     results["machine"] = f"{os.cpu_count()} cores, everything on this machine"
     report(results, args.out, width=44)
     failed = [part for part, f in results.items() if isinstance(f, dict) and f["problems"]]

@@ -33,7 +33,7 @@ import httpx
 import orjson
 import redis
 
-from bench.proc import cpu_seconds, redis_cpu_seconds
+from bench.proc import cpu_seconds, delete_prefix, redis_cpu_seconds
 from bench.report import report
 from devenv.processes import receiver_process
 from devenv.redis_server import ensure_redis
@@ -255,9 +255,7 @@ def run(messages: int, procs: int, threads: int, parked: bool) -> dict[str, Any]
                         )
                     results["parked"]["check"] = {"messages_parked": waiting}
         finally:
-            stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=5000))
-            for i in range(0, len(stale), 1000):
-                client.delete(*stale[i : i + 1000])
+            delete_prefix(client, keys.prefix)
     results["machine"] = (
         f"{os.cpu_count()} cores shared by the receiver, Redis and the clients (and other work)"
     )

@@ -36,7 +36,14 @@ import orjson
 import redis
 
 from bench.jobs import sms_jobs
-from bench.proc import Pod, cpu_seconds, machine_busy_seconds, redis_cpu_seconds, wait_ready
+from bench.proc import (
+    Pod,
+    cpu_seconds,
+    delete_prefix,
+    machine_busy_seconds,
+    redis_cpu_seconds,
+    wait_ready,
+)
 from bench.report import report
 from config import Settings
 from devenv.processes import RunningServer, sandbox_process
@@ -82,7 +89,7 @@ def measure(
                 figures = point(url, keys, sandbox, count, n)
             finally:
                 httpx.delete(f"{sandbox.url}/_sandbox/received", timeout=60).raise_for_status()
-                cleanup(url, keys.prefix)
+                delete_prefix(redis.Redis.from_url(url), keys.prefix)
             figures["latency_ceiling_messages_per_second"] = round(count * per_pod)
             processes = count * settings.bulk_concurrency
             batches = n / settings.sms_batch_size
@@ -160,13 +167,6 @@ def point(url: str, keys: Keys, sandbox: RunningServer, count: int, n: int) -> d
         "sum_cores": round(sum(spent.values()) / wall, 2),
         "machine_busy_cores": round(busy / wall, 2),
     }
-
-
-def cleanup(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    stale = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for i in range(0, len(stale), 1000):
-        client.delete(*stale[i : i + 1000])
 
 
 def main() -> None:
