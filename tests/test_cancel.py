@@ -410,7 +410,7 @@ def test_any_entry_is_cancelled_by_its_jobid_or_entry_id(redis_url: str, raw: li
         assert client.xlen(stream) == 0
         assert client.xlen(keys.results) == len(set(wanted))
     finally:
-        stale = list(client.scan_iter(match=f"{keys.prefix}:*"))
+        stale = list(client.scan_iter(match=f"{keys.prefix}:*", count=1000))
         if stale:
             client.delete(*stale)
         client.close()

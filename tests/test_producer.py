@@ -55,7 +55,7 @@ def test_an_invalid_job_raises_and_writes_nothing(
     with pytest.raises(InvalidJobError) as caught:
         producer.enqueue(variant("SMS", destination="nope"))
     assert [e.path for e in caught.value.errors] == ["destination"]
-    assert list(redis_client.scan_iter(match=f"{keys.prefix}:*")) == []
+    assert list(redis_client.scan_iter(match=f"{keys.prefix}:*", count=1000)) == []
 
 
 def test_enqueue_many_reports_each_item_and_skips_invalid_ones(
@@ -202,7 +202,7 @@ def test_what_lands_is_the_documented_wire_format(
     second = producer.enqueue(given)
     code = producer.enqueue(parse_job({"jobId": "otp-9", "message": BASE["FLASHCALL"]}))
 
-    written = sorted(redis_client.scan_iter(match=f"{keys.prefix}:*"))
+    written = sorted(redis_client.scan_iter(match=f"{keys.prefix}:*", count=1000))
     streams = [f"{keys.prefix}:jobs:{c}".encode() for c in ["FLASHCALL", "SMS"]]
     assert written == [*streams, keys.stamp_key.encode()]
     sms = raw_entries(redis_client, f"{keys.prefix}:jobs:SMS")

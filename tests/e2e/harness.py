@@ -158,7 +158,7 @@ def wait_for_outcomes(
 
 def settled(client: redis.Redis, keys: Keys) -> bool:
     """No job stream has entries left (they are deleted once acknowledged)."""
-    streams = list(client.scan_iter(match=f"{keys.prefix}:jobs:*"))
+    streams = list(client.scan_iter(match=f"{keys.prefix}:jobs:*", count=1000))
     return all(client.xlen(s) == 0 for s in streams)
 
 

@@ -216,7 +216,7 @@ def test_a_redis_that_comes_back_empty_is_set_up_again(e2e: E2E, redis_server: R
     redis_server.restart("shutdown", down_s=0.5)
     # Everything is gone (the nodes may already have written a lease or two again).
     assert not e2e.redis.exists(e2e.keys.results, e2e.keys.jobs("SMS"))
-    assert list(e2e.redis.scan_iter(match=e2e.keys.ledger("*"))) == []
+    assert list(e2e.redis.scan_iter(match=e2e.keys.ledger("*"), count=1000)) == []
     feeder = Feeder(redis_server.url, e2e.keys)  # what was enqueued before is gone
     for _ in range(5):
         feeder.enqueue(20)
