@@ -54,6 +54,7 @@ from devenv.redis_server import RedisServer, ensure_redis
 from tasks.contract import ContractContext
 from tasks.keys import CONSUMER_GROUP, JOB_FIELD, STATUS_FIELD, Keys
 from tasks.producer import Producer
+from tasks.stream_reader import iter_stream
 from tasks.tracking.store import with_status_model
 from worker import ownership
 from worker.rate_limits import scripts as rate_scripts
@@ -184,20 +185,16 @@ class Final(NamedTuple):
 def final_entries(client: redis.Redis, keys: Keys) -> dict[str, list[Final]]:
     """jobId → its final entries on the statuses stream."""
     finals: dict[str, list[Final]] = {}
-    start = "-"
-    while True:
-        batch: Any = client.xrange(keys.statuses, min=start, count=10_000)
-        if not batch:
-            return finals
-        for entry_id, fields in batch:
-            status = orjson.loads(fields[STATUS_FIELD.encode()])
-            if status["final"]:
-                at = int(entry_id.split(b"-")[0]) / 1000
-                received = datetime.fromisoformat(status["receivedAt"]).timestamp()
-                finals.setdefault(status["jobId"], []).append(
-                    Final(at, status["status"], status["messageUuid"], received)
-                )
-        start = f"({batch[-1][0].decode()}"
+    for entry_id, status in iter_stream(
+        client, keys.statuses, STATUS_FIELD, orjson.loads, count=10_000
+    ):
+        if status["final"]:
+            at = int(entry_id.split("-")[0]) / 1000
+            received = datetime.fromisoformat(status["receivedAt"]).timestamp()
+            finals.setdefault(status["jobId"], []).append(
+                Final(at, status["status"], status["messageUuid"], received)
+            )
+    return finals
 
 
 def delay_figures(firsts: list[Final], created: dict[str, float]) -> dict[str, float]:

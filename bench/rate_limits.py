@@ -52,6 +52,7 @@ from devenv.redis_server import ensure_redis
 from tasks.contract import ContractContext
 from tasks.keys import OUTCOME_FIELD, Keys
 from tasks.producer import Producer
+from tasks.stream_reader import iter_stream
 from worker.rate_limits.state import read_rates
 
 TOKEN = "bench-token"
@@ -217,16 +218,9 @@ def delivery_checks(
     message at the sandbox; `problems` lists what is not so."""
     outcomes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
-    start = "-"
-    while True:
-        batch: Any = client.xrange(keys.results, min=start, count=10_000)
-        if not batch:
-            break
-        for _, fields in batch:
-            outcome = orjson.loads(fields[OUTCOME_FIELD.encode()])
-            outcomes[outcome["jobId"]] += 1
-            statuses[outcome["status"]] += 1
-        start = f"({batch[-1][0].decode()}"
+    for _, outcome in iter_stream(client, keys.results, OUTCOME_FIELD, orjson.loads, count=10_000):
+        outcomes[outcome["jobId"]] += 1
+        statuses[outcome["status"]] += 1
     sent = Counter(r["message"]["destination"] for r in records)
     expected = Counter(jobs.values())
     problems = []

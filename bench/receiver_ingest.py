@@ -38,6 +38,7 @@ from bench.report import report
 from devenv.processes import receiver_process
 from devenv.redis_server import ensure_redis
 from tasks.keys import STATUS_FIELD, Keys, as_text
+from tasks.stream_reader import iter_stream
 
 EVENTS_PER_REQUEST = 100
 USER, PASSWORD = "bench", "bench-callback-password"
@@ -177,17 +178,13 @@ def check_statuses(client: redis.Redis, keys: Keys, since: str, messages: int) -
     """Exactly one final (delivered) and one sent entry per message, nothing else; raises."""
     finals: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
-    start = f"({since}"
-    while True:
-        batch: Any = client.xrange(keys.statuses, min=start, count=10_000)
-        if not batch:
-            break
-        for _, fields in batch:
-            status = orjson.loads(fields[STATUS_FIELD.encode()])
-            by_status[status["status"]] += 1
-            if status["final"]:
-                finals[status["jobId"]] += 1
-        start = f"({batch[-1][0].decode()}"
+    statuses = iter_stream(
+        client, keys.statuses, STATUS_FIELD, orjson.loads, start=since, count=10_000
+    )
+    for _, status in statuses:
+        by_status[status["status"]] += 1
+        if status["final"]:
+            finals[status["jobId"]] += 1
     problems = []
     if len(finals) != messages:
         problems.append(f"{len(finals)} of {messages} jobs have a final entry")

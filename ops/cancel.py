@@ -21,7 +21,7 @@ import redis
 from config import Settings
 from tasks import untrusted
 from tasks.channels import CHANNELS, MAX_STOP_UUIDS
-from tasks.jobs import ApiError, Outcome, is_job_id
+from tasks.jobs import is_job_id, outcome_json
 from tasks.keys import CONSUMER_GROUP, JOB_FIELD, Keys, as_text
 from tasks.segments import SMS, sms_segments
 from tasks.untrusted import quote
@@ -342,31 +342,23 @@ def _tagged(job: dict[str, Any] | None, tag: str) -> bool:
 
 
 class CancelledOutcomes:
-    """The `cancelled` outcome of each job, built from one model dump: a campaign of 100,000
-    costs a dict each, not a model each (the fields that vary are plain strings)."""
-
-    def __init__(self) -> None:
-        self._base = Outcome(
-            jobId="",
-            status="cancelled",
-            channelType=None,
-            error=ApiError(code=None, msg="cancelled before it was sent"),
-        ).model_dump(mode="json")
+    """The `cancelled` outcome of each job, written as a batch writes its outcomes
+    (`outcome_json`): a campaign of 100,000 costs no model each."""
 
     def of(self, channel: str, job: dict[str, Any] | None, job_id: str, entry_id: str) -> str:
         message = _message(job)
         destination, external = message.get("destination"), message.get("externalMessageId")
         content = message.get("content") if channel == SMS else None
-        outcome = {
-            **self._base,
-            "jobId": job_id,
-            "entryId": entry_id,
-            "channelType": channel,  # the stream's, as a batch's outcome says
-            "destination": destination if isinstance(destination, str) else None,
-            "externalMessageId": external if isinstance(external, str) else None,
-            "segments": sms_segments(content) if isinstance(content, str) else None,
-        }
-        return orjson.dumps(outcome).decode()
+        return outcome_json(
+            job_id,
+            entry_id,
+            "cancelled",
+            channel,  # the stream's, as a batch's outcome says
+            destination=destination if isinstance(destination, str) else None,
+            error=(None, "cancelled before it was sent"),
+            external_id=external if isinstance(external, str) else None,
+            segments=sms_segments(content) if isinstance(content, str) else None,
+        )
 
 
 def _item_codes(answer: Answer) -> dict[str, int]:
